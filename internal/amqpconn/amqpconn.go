@@ -1,0 +1,220 @@
+// Package amqpconn holds what the handler and the sink share about talking
+// to RabbitMQ: dialing with deadlines, declaring the exchange, classifying the
+// broker's refusals, redacting credentials and the reconnect loop.
+package amqpconn
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// DefaultURL is used when neither the caller nor AMQP_URL names a broker.
+const DefaultURL = "amqp://guest:guest@localhost:5672/"
+
+// URLFromEnv returns url, else $AMQP_URL, else DefaultURL.
+func URLFromEnv(url string) string {
+	if url != "" {
+		return url
+	}
+	if env := os.Getenv("AMQP_URL"); env != "" {
+		return env
+	}
+	return DefaultURL
+}
+
+// Config says how to reach the broker.
+type Config struct {
+	URL  string
+	TLS  *tls.Config // for amqps:// URLs; nil verifies against the system roots
+	Name string      // shown as the connection name in the management UI and rabbitmqctl
+
+	// Heartbeat is the AMQP heartbeat; a stalled peer is noticed after about
+	// three of them. Zero means 10s.
+	Heartbeat time.Duration
+	// WriteTimeout bounds every socket write, so a broker that stops reading
+	// (a memory alarm, a stalled network) turns into a connection error
+	// instead of a writer that hangs. Zero means 10s.
+	WriteTimeout time.Duration
+	// DialTimeout bounds the TCP connect and the AMQP handshake. Zero means 10s.
+	DialTimeout time.Duration
+}
+
+// Validate reports whether cfg.URL is a usable AMQP URL, with its password
+// hidden in the error.
+func (cfg Config) Validate() error {
+	if _, err := amqp.ParseURI(cfg.URL); err != nil {
+		return RedactError(fmt.Errorf("invalid AMQP URL %q: %w", cfg.URL, err), cfg.URL)
+	}
+	return nil
+}
+
+// Conn is an open connection and the socket under it, which Abort can close
+// even while a write on it is blocked.
+type Conn struct {
+	*amqp.Connection
+	sock net.Conn
+}
+
+// Abort closes the socket at once, without the AMQP closing handshake.
+func (c *Conn) Abort() {
+	if c.sock != nil {
+		c.sock.Close()
+	}
+	c.Connection.Close()
+}
+
+// Dial opens a connection. Its errors never show the password.
+func Dial(cfg Config) (*Conn, error) {
+	dialTimeout := orDefault(cfg.DialTimeout, 10*time.Second)
+	writeTimeout := orDefault(cfg.WriteTimeout, 10*time.Second)
+	var sock net.Conn
+	props := amqp.NewConnectionProperties()
+	if cfg.Name != "" {
+		props.SetClientConnectionName(cfg.Name)
+	}
+	var tlsCfg *tls.Config
+	if cfg.TLS != nil {
+		tlsCfg = cfg.TLS.Clone() // amqp091 fills in ServerName
+	}
+	c, err := amqp.DialConfig(cfg.URL, amqp.Config{
+		Heartbeat:       orDefault(cfg.Heartbeat, 10*time.Second),
+		Properties:      props,
+		TLSClientConfig: tlsCfg,
+		Dial: func(network, addr string) (net.Conn, error) {
+			d := net.Dialer{Timeout: dialTimeout}
+			conn, err := d.Dial(network, addr)
+			if err != nil {
+				return nil, err
+			}
+			// Cleared by amqp091 once the handshake is done.
+			if err := conn.SetDeadline(time.Now().Add(dialTimeout)); err != nil {
+				conn.Close()
+				return nil, err
+			}
+			sock = conn
+			return &deadlineConn{Conn: conn, timeout: writeTimeout}, nil
+		},
+	})
+	if err != nil {
+		if sock != nil {
+			sock.Close()
+		}
+		return nil, RedactError(err, cfg.URL)
+	}
+	return &Conn{Connection: c, sock: sock}, nil
+}
+
+// deadlineConn puts a deadline on every write. amqp091 clears deadlines
+// after the handshake because RabbitMQ pushes back through TCP; without one,
+// a publish to a blocked broker would wait forever.
+type deadlineConn struct {
+	net.Conn
+	timeout time.Duration
+}
+
+func (c *deadlineConn) Write(p []byte) (int, error) {
+	if err := c.Conn.SetWriteDeadline(time.Now().Add(c.timeout)); err != nil {
+		return 0, err
+	}
+	return c.Conn.Write(p)
+}
+
+// Exchange is the exchange both sides declare. The zero Durable and the
+// absent auto-delete match the tutorial's exchange_declare(exchange='logs',
+// exchange_type='fanout'), so its programs share the exchange with ours.
+type Exchange struct {
+	Name    string
+	Kind    string
+	Durable bool
+}
+
+// ValidKind reports whether kind is an exchange type the broker knows.
+func ValidKind(kind string) bool {
+	switch kind {
+	case amqp.ExchangeFanout, amqp.ExchangeDirect, amqp.ExchangeTopic, amqp.ExchangeHeaders:
+		return true
+	}
+	return false
+}
+
+// Declare declares the exchange on ch; a clash with an existing exchange of
+// another kind or durability comes back as a *RefusedError.
+func (e Exchange) Declare(ch *amqp.Channel) error {
+	err := ch.ExchangeDeclare(e.Name, e.Kind, e.Durable, false, false, false, nil)
+	if err != nil {
+		return fmt.Errorf("declare exchange %q (%s, durable=%t): %w", e.Name, e.Kind, e.Durable, Classify(err))
+	}
+	return nil
+}
+
+// RefusedError is a refusal by the broker that retrying will not fix until
+// someone changes the broker's configuration or ours.
+type RefusedError struct {
+	Cause string // what to check, in words
+	Err   error
+}
+
+func (e *RefusedError) Error() string { return e.Cause + ": " + e.Err.Error() }
+func (e *RefusedError) Unwrap() error { return e.Err }
+
+// Classify wraps the broker's refusals that retrying cannot fix in a
+// *RefusedError naming the likely cause; other errors come back unchanged.
+func Classify(err error) error {
+	var re *RefusedError
+	if errors.As(err, &re) {
+		return err
+	}
+	var ae *amqp.Error
+	if !errors.As(err, &ae) {
+		return err
+	}
+	switch ae.Code {
+	case amqp.AccessRefused:
+		if errors.Is(err, amqp.ErrCredentials) || errors.Is(err, amqp.ErrSASL) {
+			return &RefusedError{Cause: "access refused: wrong user name or password", Err: err}
+		}
+		if errors.Is(err, amqp.ErrVhost) {
+			return &RefusedError{Cause: "access refused: the virtual host does not exist or the user may not use it", Err: err}
+		}
+		return &RefusedError{Cause: "access refused: the user lacks permission", Err: err}
+	case amqp.PreconditionFailed:
+		return &RefusedError{Cause: "precondition failed: the exchange exists with another kind or durability", Err: err}
+	case amqp.NotFound:
+		return &RefusedError{Cause: "not found", Err: err}
+	case amqp.NotAllowed:
+		return &RefusedError{Cause: "not allowed: does the virtual host exist and may the user use it?", Err: err}
+	}
+	return err
+}
+
+// IsRefused reports whether err is a refusal that retrying cannot fix.
+func IsRefused(err error) bool {
+	var re *RefusedError
+	return errors.As(err, &re)
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return d
+}
+
+// sleep waits for d or until ctx is done, and reports whether it waited.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

@@ -1,0 +1,148 @@
+// Package brokertest helps tests talk to the real RabbitMQ: it finds the
+// broker, binds queues to read back what was published, and puts a TCP
+// proxy between a client and the broker that a test can cut or stall.
+package brokertest
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"net"
+	"net/url"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/logfan/logfan/internal/amqpconn"
+)
+
+var (
+	probeOnce sync.Once
+	probeErr  error
+)
+
+// URL returns the broker's URL ($AMQP_URL or the default). When no broker
+// answers it skips the test, or fails it when $CI is set, since CI must not
+// pass by testing nothing.
+func URL(t testing.TB) string {
+	t.Helper()
+	u := amqpconn.URLFromEnv("")
+	probeOnce.Do(func() {
+		var c *amqp.Connection
+		c, probeErr = amqp.DialConfig(u, amqp.Config{Dial: amqp.DefaultDial(5 * time.Second)})
+		if probeErr == nil {
+			c.Close()
+		}
+	})
+	if probeErr != nil {
+		msg := "no RabbitMQ broker at " + amqpconn.Redact(u) + " (set AMQP_URL, or start one with rabbitmq-server -detached): " + amqpconn.RedactError(probeErr, u).Error()
+		if os.Getenv("CI") != "" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	return u
+}
+
+// Name returns a unique name for an exchange or connection of one test.
+func Name(prefix string) string {
+	var b [6]byte
+	rand.Read(b[:])
+	return prefix + "-" + hex.EncodeToString(b[:])
+}
+
+// Queue is an exclusive, server-named queue bound to an exchange, as a
+// sink binds one, on a connection of its own.
+type Queue struct {
+	Name       string
+	Deliveries <-chan amqp.Delivery
+	Ch         *amqp.Channel
+}
+
+// Bind declares exchange (kind, non-durable, as the handler does) and binds
+// a new exclusive queue to it with key. The connection closes, and the
+// exchange is deleted when deleteExchange is set, at the test's end.
+func Bind(t testing.TB, exchange, kind, key string, deleteExchange bool) *Queue {
+	t.Helper()
+	conn, err := amqp.Dial(URL(t))
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.ExchangeDeclare(exchange, kind, false, false, false, false, nil); err != nil {
+		t.Fatalf("declare exchange %s: %v", exchange, err)
+	}
+	if deleteExchange {
+		t.Cleanup(func() {
+			if ch, err := conn.Channel(); err == nil {
+				ch.ExchangeDelete(exchange, false, false)
+			}
+		})
+	}
+	q, err := ch.QueueDeclare("", false, true, true, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.QueueBind(q.Name, key, exchange, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	d, err := ch.Consume(q.Name, "", true, true, false, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Queue{Name: q.Name, Deliveries: d, Ch: ch}
+}
+
+// Next returns the next delivery, failing the test after timeout.
+func (q *Queue) Next(t testing.TB, timeout time.Duration) amqp.Delivery {
+	t.Helper()
+	select {
+	case d, ok := <-q.Deliveries:
+		if !ok {
+			t.Fatal("queue consumer closed")
+		}
+		return d
+	case <-time.After(timeout):
+		t.Fatalf("no message on %s within %v", q.Name, timeout)
+	}
+	return amqp.Delivery{}
+}
+
+// Quiet fails the test if a delivery arrives within d.
+func (q *Queue) Quiet(t testing.TB, d time.Duration) {
+	t.Helper()
+	select {
+	case m := <-q.Deliveries:
+		t.Fatalf("unexpected message: %s", m.Body)
+	case <-time.After(d):
+	}
+}
+
+// WithHost returns rawURL with its host and port replaced by addr.
+func WithHost(t testing.TB, rawURL, addr string) string {
+	t.Helper()
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Host = addr
+	return u.String()
+}
+
+// FreeAddr returns a loopback address on which nothing listens.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}

@@ -1,0 +1,199 @@
+package slogamqp
+
+import (
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/logfan/logfan/internal/amqpconn"
+)
+
+// Overflow says which record to drop when the buffer is full.
+type Overflow int
+
+const (
+	// DropNewest drops the record being logged. It is the default: it costs
+	// Handle nothing, and during an outage it keeps the records that tell how
+	// the outage began.
+	DropNewest Overflow = iota
+	// DropOldest drops the oldest records not yet handed to the broker to make
+	// room, keeping the most recent ones. Records already sent and awaiting a
+	// confirm are never dropped.
+	DropOldest
+)
+
+func (o Overflow) String() string {
+	switch o {
+	case DropNewest:
+		return "drop-newest"
+	case DropOldest:
+		return "drop-oldest"
+	}
+	return fmt.Sprintf("Overflow(%d)", int(o))
+}
+
+// Options configures a Handler. A nil *Options, and every zero field, means
+// the default that the field's comment states.
+type Options struct {
+	// URL of the broker, amqp:// or amqps://. Default: $AMQP_URL, else
+	// amqp://guest:guest@localhost:5672/. Its password is never shown.
+	URL string
+	// TLSConfig is used for amqps:// URLs. Default: nil, which verifies the
+	// server against the system's roots.
+	TLSConfig *tls.Config
+
+	// Exchange to publish to. Default: "logs".
+	Exchange string
+	// ExchangeKind is "fanout", "direct", "topic" or "headers". Default:
+	// "fanout".
+	ExchangeKind string
+	// Durable declares the exchange durable. Default: false, as the RabbitMQ
+	// tutorial declares "logs"; an exchange is declared the same way by every
+	// client that shares it, or the broker refuses the second one.
+	Durable bool
+	// RoutingKey computes each record's routing key. Default: the level in
+	// lower case ("info", "warn+2") for direct and topic exchanges, and ""
+	// for fanout and headers. It runs inside Handle and must not retain r.
+	RoutingKey func(r slog.Record) string
+	// Persistent marks messages persistent (delivery mode 2), for durable
+	// queues that must survive a broker restart. Default: false (transient).
+	Persistent bool
+
+	// AppID is the AMQP app-id of every message. Default: the program's
+	// file name.
+	AppID string
+	// ConnectionName is shown by rabbitmqctl list_connections and the
+	// management UI. Default: AppID.
+	ConnectionName string
+
+	// Level is the minimum level handled. Default: slog.LevelInfo.
+	Level slog.Leveler
+	// AddSource adds the "source" attribute, as slog.HandlerOptions does.
+	// Default: false.
+	AddSource bool
+	// ReplaceAttr rewrites attributes, as slog.HandlerOptions.ReplaceAttr
+	// does. It may be called more than once for an attribute given to
+	// WithAttrs. Default: nil.
+	ReplaceAttr func(groups []string, a slog.Attr) slog.Attr
+
+	// BufferRecords bounds the records held in memory: those waiting to be
+	// sent and those sent but not yet confirmed. Default: 16384.
+	BufferRecords int
+	// BufferBytes bounds the bytes of those records. Default: 16 MiB.
+	BufferBytes int
+	// Overflow is what happens when the buffer is full. Default: DropNewest.
+	Overflow Overflow
+
+	// DisableConfirms turns publisher confirms off: records count as
+	// delivered once written to the socket, and those in flight when a
+	// connection dies are lost (at-most-once, faster). Default: false
+	// (confirms on, at-least-once).
+	DisableConfirms bool
+	// MaxInFlight bounds the records sent and awaiting a confirm.
+	// Default: 1024.
+	MaxInFlight int
+
+	// Fallback receives, decoded back from JSON, every record that is
+	// dropped or left undelivered at Close, for instance a
+	// slog.NewTextHandler(os.Stderr, nil). It is called on the goroutine that
+	// dropped the record: inside Handle for DropNewest. Default: nil.
+	Fallback slog.Handler
+	// OnError is told of every connection failure and refusal, with the
+	// wait before the next attempt. It must not log through this handler.
+	// Default: one line on standard error per failure.
+	OnError func(err error, retryIn time.Duration)
+
+	// MinBackoff is the first wait before reconnecting. Default: 100ms.
+	MinBackoff time.Duration
+	// MaxBackoff is the longest wait before reconnecting, and the wait after
+	// a refusal that retrying cannot fix. Default: 30s.
+	MaxBackoff time.Duration
+	// Heartbeat is the AMQP heartbeat; a stalled connection is noticed after
+	// about three of them. Default: 10s.
+	Heartbeat time.Duration
+	// WriteTimeout bounds each socket write, so a broker that stops reading
+	// cannot hang the publisher. Default: 10s.
+	WriteTimeout time.Duration
+}
+
+// withDefaults returns a copy of o with every zero field set to its default,
+// or an error naming what is invalid.
+func (o *Options) withDefaults() (Options, error) {
+	var opts Options
+	if o != nil {
+		opts = *o
+	}
+	opts.URL = amqpconn.URLFromEnv(opts.URL)
+	if opts.Exchange == "" {
+		opts.Exchange = "logs"
+	}
+	if opts.ExchangeKind == "" {
+		opts.ExchangeKind = "fanout"
+	}
+	if !amqpconn.ValidKind(opts.ExchangeKind) {
+		return opts, fmt.Errorf("slogamqp: unknown exchange kind %q (want fanout, direct, topic or headers)", opts.ExchangeKind)
+	}
+	if opts.RoutingKey == nil && (opts.ExchangeKind == "direct" || opts.ExchangeKind == "topic") {
+		opts.RoutingKey = levelKey
+	}
+	if opts.AppID == "" {
+		opts.AppID = filepath.Base(os.Args[0])
+	}
+	if opts.ConnectionName == "" {
+		opts.ConnectionName = opts.AppID
+	}
+	if opts.Level == nil {
+		opts.Level = slog.LevelInfo
+	}
+	if opts.BufferRecords <= 0 {
+		opts.BufferRecords = 16384
+	}
+	if opts.BufferBytes <= 0 {
+		opts.BufferBytes = 16 << 20
+	}
+	if opts.Overflow != DropNewest && opts.Overflow != DropOldest {
+		return opts, fmt.Errorf("slogamqp: unknown overflow policy %v", opts.Overflow)
+	}
+	if opts.MaxInFlight <= 0 {
+		opts.MaxInFlight = 1024
+	}
+	if opts.OnError == nil {
+		opts.OnError = stderrReport
+	}
+	if err := opts.conn().Validate(); err != nil {
+		return opts, fmt.Errorf("slogamqp: %w", err)
+	}
+	return opts, nil
+}
+
+func (o *Options) conn() amqpconn.Config {
+	return amqpconn.Config{
+		URL:          o.URL,
+		TLS:          o.TLSConfig,
+		Name:         o.ConnectionName,
+		Heartbeat:    o.Heartbeat,
+		WriteTimeout: o.WriteTimeout,
+	}
+}
+
+func levelKey(r slog.Record) string {
+	switch r.Level {
+	case slog.LevelDebug:
+		return "debug"
+	case slog.LevelInfo:
+		return "info"
+	case slog.LevelWarn:
+		return "warn"
+	case slog.LevelError:
+		return "error"
+	}
+	return strings.ToLower(r.Level.String())
+}
+
+func stderrReport(err error, retryIn time.Duration) {
+	fmt.Fprintf(os.Stderr, "slogamqp: %v (retrying in %v)\n", err, retryIn.Round(time.Millisecond))
+}
