@@ -146,3 +146,16 @@ func FreeAddr(t testing.TB) string {
 	ln.Close()
 	return addr
 }
+
+// Host returns the host:port of rawURL, with AMQP's default port.
+func Host(t testing.TB, rawURL string) string {
+	t.Helper()
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.Port() == "" {
+		return net.JoinHostPort(u.Hostname(), "5672")
+	}
+	return u.Host
+}

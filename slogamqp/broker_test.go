@@ -1,0 +1,390 @@
+package slogamqp
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"testing/slogtest"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/logfan/logfan/internal/amqpconn"
+	"github.com/logfan/logfan/internal/brokertest"
+)
+
+// Integration tests: every one publishes to an exchange of its own, or
+// filters by app id on the shared "logs", and reads back through a queue
+// bound to it, so that packages can run in parallel on one broker.
+
+const wait = 20 * time.Second // generous: only a failure waits this long
+
+// live returns a handler for a broker at url (the test broker when
+// empty), closed at the test's end, and the errors it reports.
+func live(t *testing.T, opts Options) (*Handler, <-chan error) {
+	t.Helper()
+	if opts.URL == "" {
+		opts.URL = brokertest.URL(t)
+	}
+	errs := make(chan error, 1000)
+	opts.OnError = func(err error, _ time.Duration) {
+		t.Logf("OnError: %v", err)
+		select {
+		case errs <- err:
+		default:
+		}
+	}
+	h, err := New(&opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		h.Close(ctx)
+	})
+	return h, errs
+}
+
+func closeWithin(t *testing.T, h *Handler, d time.Duration) error {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	return h.Close(ctx)
+}
+
+// collect reads n deliveries, dropping duplicate message ids.
+func collect(t *testing.T, q *brokertest.Queue, n int) []amqp.Delivery {
+	t.Helper()
+	seen := map[string]bool{}
+	var out []amqp.Delivery
+	for len(out) < n {
+		d := q.Next(t, wait)
+		if seen[d.MessageId] {
+			continue
+		}
+		seen[d.MessageId] = true
+		out = append(out, d)
+	}
+	return out
+}
+
+func TestPublishesEveryRecordWithProperties(t *testing.T) {
+	ex := brokertest.Name("test-props")
+	q := brokertest.Bind(t, ex, "fanout", "", true)
+	h, _ := live(t, Options{Exchange: ex, AppID: "props-app"})
+	l := slog.New(h).With("svc", "api")
+	const n = 500
+	start := time.Now().Truncate(time.Second)
+	for i := range n {
+		l.Warn("hello", "i", i)
+	}
+	if err := closeWithin(t, h, wait); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	var producer string
+	for i, d := range collect(t, q, n) {
+		m := decode(t, string(d.Body))
+		if m["msg"] != "hello" || m["svc"] != "api" || int(m["i"].(float64)) != i || m["level"] != "WARN" {
+			t.Fatalf("message %d: body %s", i, d.Body)
+		}
+		if d.ContentType != "application/json" || d.AppId != "props-app" || d.DeliveryMode != amqp.Transient {
+			t.Fatalf("message %d: content type %q, app id %q, delivery mode %d", i, d.ContentType, d.AppId, d.DeliveryMode)
+		}
+		if d.Timestamp.Before(start) || d.Timestamp.After(time.Now()) {
+			t.Fatalf("message %d: timestamp %v, want the record's time", i, d.Timestamp)
+		}
+		if i == 0 {
+			producer, _ = d.Headers[HeaderProducer].(string)
+		}
+		if d.Headers[HeaderLevel] != "WARN" || d.Headers[HeaderProducer] != producer || d.Headers[HeaderSeq] != int64(i+1) {
+			t.Fatalf("message %d: headers %v", i, d.Headers)
+		}
+		if want := fmt.Sprintf("%s-%d", producer, i+1); d.MessageId != want {
+			t.Fatalf("message %d: id %q, want %q", i, d.MessageId, want)
+		}
+	}
+	q.Quiet(t, 200*time.Millisecond)
+	if st := h.Stats(); st.Handled != n || st.Confirmed != n || st.Published != n || st.Dropped != 0 || st.Buffered != 0 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+// TestDefaultsShareTutorialExchange binds a queue to "logs" declared as the
+// RabbitMQ tutorial declares it; the broker would refuse either side if the
+// declarations differed.
+func TestDefaultsShareTutorialExchange(t *testing.T) {
+	q := brokertest.Bind(t, "logs", "fanout", "", false)
+	app := brokertest.Name("defaults")
+	h, errs := live(t, Options{AppID: app})
+	slog.New(h).Info("Info: Hello World")
+	if err := closeWithin(t, h, wait); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	select {
+	case err := <-errs:
+		t.Fatalf("reported %v", err)
+	default:
+	}
+	for {
+		d := q.Next(t, wait)
+		if d.AppId == app {
+			if m := decode(t, string(d.Body)); m["msg"] != "Info: Hello World" {
+				t.Errorf("body %s", d.Body)
+			}
+			return
+		}
+	}
+}
+
+func TestSlogtestEndToEnd(t *testing.T) {
+	var q *brokertest.Queue
+	slogtest.Run(t, func(t *testing.T) slog.Handler {
+		ex := brokertest.Name("test-slogtest")
+		q = brokertest.Bind(t, ex, "fanout", "", true)
+		h, _ := live(t, Options{Exchange: ex})
+		return h
+	}, func(t *testing.T) map[string]any {
+		return decode(t, string(q.Next(t, wait).Body))
+	})
+}
+
+func TestTopicRoutingAndPersistence(t *testing.T) {
+	ex := brokertest.Name("test-topic")
+	q := brokertest.Bind(t, ex, "topic", "error", true)
+	h, _ := live(t, Options{Exchange: ex, ExchangeKind: "topic", Persistent: true})
+	l := slog.New(h)
+	l.Info("not routed")
+	l.Error("routed")
+	d := q.Next(t, wait)
+	if d.RoutingKey != "error" || d.DeliveryMode != amqp.Persistent || !strings.Contains(string(d.Body), `"msg":"routed"`) {
+		t.Errorf("got key %q mode %d body %s", d.RoutingKey, d.DeliveryMode, d.Body)
+	}
+	q.Quiet(t, 200*time.Millisecond)
+}
+
+// TestUnreachableAtStart starts the handler while the broker refuses
+// connections: Handle stays fast, and nothing is lost once it answers.
+func TestUnreachableAtStart(t *testing.T) {
+	ex := brokertest.Name("test-late")
+	q := brokertest.Bind(t, ex, "fanout", "", true)
+	url := brokertest.URL(t)
+	p := brokertest.NewProxy(t, brokertest.Host(t, url))
+	p.Refuse(true)
+	h, errs := live(t, Options{URL: brokertest.WithHost(t, url, p.Addr()), Exchange: ex, MaxBackoff: 200 * time.Millisecond})
+	l := slog.New(h)
+	const n = 200
+	for i := range n {
+		start := time.Now()
+		l.Info("early", "i", i)
+		if d := time.Since(start); d > 50*time.Millisecond {
+			t.Errorf("Handle took %v while the broker was unreachable", d)
+		}
+	}
+	<-errs // it tried, and failed
+	if h.Stats().Connected {
+		t.Fatal("connected through a refusing proxy")
+	}
+	p.Refuse(false)
+	for i, d := range collect(t, q, n) {
+		if got := int(decode(t, string(d.Body))["i"].(float64)); got != i {
+			t.Fatalf("message %d has i=%d", i, got)
+		}
+	}
+	if st := h.Stats(); st.Dropped != 0 || st.Handled != n {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+// TestCutMidStream cuts the connection three times while records flow:
+// every record still arrives (at least once), in order of sequence number.
+func TestCutMidStream(t *testing.T) {
+	ex := brokertest.Name("test-cut")
+	q := brokertest.Bind(t, ex, "fanout", "", true)
+	url := brokertest.URL(t)
+	p := brokertest.NewProxy(t, brokertest.Host(t, url))
+	h, _ := live(t, Options{URL: brokertest.WithHost(t, url, p.Addr()), Exchange: ex, MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond})
+	l := slog.New(h)
+	const rounds, each = 3, 1000
+	var got []amqp.Delivery
+	seen := map[string]bool{}
+	next := func() amqp.Delivery {
+		for {
+			d := q.Next(t, wait)
+			if !seen[d.MessageId] {
+				seen[d.MessageId] = true
+				got = append(got, d)
+				return d
+			}
+		}
+	}
+	for r := range rounds {
+		for i := range each {
+			l.Info("flowing", "i", r*each+i)
+		}
+		// A record of this round proves a live connection: cut it.
+		for int(decode(t, string(next().Body))["i"].(float64)) < r*each {
+		}
+		p.Cut()
+	}
+	for len(got) < rounds*each {
+		next()
+	}
+	for i, d := range got {
+		if d.Headers[HeaderSeq] != int64(i+1) {
+			// The publisher resends what a lost channel left unconfirmed
+			// first, in order, so order survives the cuts.
+			t.Fatalf("message %d has seq %v", i, d.Headers[HeaderSeq])
+		}
+	}
+	const n = rounds * each
+	if err := closeWithin(t, h, wait); err != nil {
+		t.Fatal(err)
+	}
+	st := h.Stats()
+	if st.Confirmed != n || st.Reconnects < rounds-1 || p.Accepts() < rounds {
+		t.Errorf("stats %+v after %d connections", st, p.Accepts())
+	}
+	t.Logf("%d records, %d resent, %d reconnects", n, st.Resent, st.Reconnects)
+}
+
+// TestStallDetected stalls the network without closing it: heartbeats and
+// write deadlines notice, Handle keeps its speed, and records flow again
+// once the network does.
+func TestStallDetected(t *testing.T) {
+	ex := brokertest.Name("test-stall")
+	q := brokertest.Bind(t, ex, "fanout", "", true)
+	url := brokertest.URL(t)
+	p := brokertest.NewProxy(t, brokertest.Host(t, url))
+	h, errs := live(t, Options{URL: brokertest.WithHost(t, url, p.Addr()), Exchange: ex,
+		Heartbeat: time.Second, WriteTimeout: time.Second, MaxBackoff: 200 * time.Millisecond})
+	l := slog.New(h)
+	l.Info("before")
+	q.Next(t, wait)
+	p.Stall()
+	const n = 100
+	for i := range n {
+		start := time.Now()
+		l.Info("during", "i", i)
+		if d := time.Since(start); d > 50*time.Millisecond {
+			t.Errorf("Handle took %v during a stall", d)
+		}
+	}
+	select {
+	case err := <-errs:
+		t.Logf("stall noticed: %v", err)
+	case <-time.After(wait):
+		t.Fatal("stall not noticed")
+	}
+	p.Resume()
+	seen := map[int]bool{}
+	for len(seen) < n {
+		d := q.Next(t, wait)
+		if i, ok := decode(t, string(d.Body))["i"].(float64); ok {
+			seen[int(i)] = true
+		} // else "before", resent: its confirm may have been lost in the stall
+
+	}
+}
+
+// TestExchangeMismatchRefused declares the exchange as direct before the
+// handler wants it as fanout: the refusal names its cause and is retried at
+// the maximum backoff, not in a loop.
+func TestExchangeMismatchRefused(t *testing.T) {
+	ex := brokertest.Name("test-mismatch")
+	brokertest.Bind(t, ex, "direct", "", true)
+	h, errs := live(t, Options{Exchange: ex, MinBackoff: time.Millisecond, MaxBackoff: 300 * time.Millisecond})
+	start := time.Now()
+	slog.New(h).Info("never delivered")
+	err := <-errs
+	if !amqpconn.IsRefused(err) || !strings.Contains(err.Error(), "precondition failed") || !strings.Contains(err.Error(), ex) {
+		t.Fatalf("error %v, want a refusal naming the exchange and the clash", err)
+	}
+	<-errs
+	<-errs
+	if d := time.Since(start); d < 500*time.Millisecond {
+		t.Errorf("three refusals within %v: retried faster than MaxBackoff", d)
+	}
+	if st := h.Stats(); st.Connected || !amqpconn.IsRefused(st.LastError) || st.Buffered != 1 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+func TestCloseUnreachableReturnsByDeadline(t *testing.T) {
+	url := brokertest.URL(t)
+	p := brokertest.NewProxy(t, brokertest.Host(t, url))
+	p.Refuse(true)
+	var fb bytes.Buffer
+	var mu sync.Mutex
+	h, _ := live(t, Options{URL: brokertest.WithHost(t, url, p.Addr()), Exchange: brokertest.Name("test-close"),
+		Fallback: slog.NewJSONHandler(lockedWriter{&mu, &fb}, nil)})
+	l := slog.New(h).With("k", "v")
+	for i := range 10 {
+		l.Error("stuck", "i", i)
+	}
+	start := time.Now()
+	err := closeWithin(t, h, 300*time.Millisecond)
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("Close took %v with a 300ms deadline", d)
+	}
+	if !errors.Is(err, ErrUndelivered) || !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "10 of them") {
+		t.Errorf("Close: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	lines := strings.Split(strings.TrimSpace(fb.String()), "\n")
+	if len(lines) != 10 || !strings.Contains(lines[9], `"msg":"stuck","k":"v","i":9`) {
+		t.Errorf("fallback got:\n%s", fb.String())
+	}
+	if st := h.Stats(); st.Undelivered != 10 || st.Handled != 10 || st.Buffered != 0 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+// TestDropReportAfterRecovery overflows the buffer during an outage; after
+// recovery the kept records arrive, then one record telling the drop count.
+func TestDropReportAfterRecovery(t *testing.T) {
+	ex := brokertest.Name("test-drops")
+	q := brokertest.Bind(t, ex, "fanout", "", true)
+	url := brokertest.URL(t)
+	p := brokertest.NewProxy(t, brokertest.Host(t, url))
+	p.Refuse(true)
+	h, errs := live(t, Options{URL: brokertest.WithHost(t, url, p.Addr()), Exchange: ex, BufferRecords: 10, MaxBackoff: 100 * time.Millisecond})
+	l := slog.New(h)
+	for i := range 25 {
+		l.Info("outage", "i", i)
+	}
+	<-errs
+	p.Refuse(false)
+	for i := range 10 {
+		if m := decode(t, string(q.Next(t, wait).Body)); int(m["i"].(float64)) != i {
+			t.Fatalf("record %d: %v", i, m)
+		}
+	}
+	m := decode(t, string(q.Next(t, wait).Body))
+	if m["msg"] != "slogamqp: records dropped" || m["dropped"] != float64(15) || m["level"] != "WARN" {
+		t.Errorf("drop report %v", m)
+	}
+	if err := closeWithin(t, h, wait); err != nil {
+		t.Fatal(err)
+	}
+	if st := h.Stats(); st.Dropped != 15 || st.Confirmed != 10 || st.DropReports != 1 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  *bytes.Buffer
+}
+
+func (w lockedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.w.Write(p)
+}
