@@ -29,7 +29,7 @@ import (
 // connection.
 type Handler struct {
 	s     *shared
-	chain []step   // WithGroup and WithAttrs calls since New, in order
+	chain []step    // WithGroup and WithAttrs calls since New, in order
 	encs  sync.Pool // *encoder, each with chain applied
 }
 
