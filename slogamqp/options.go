@@ -103,7 +103,9 @@ type Options struct {
 	// dropped the record: inside Handle for DropNewest. Default: nil.
 	Fallback slog.Handler
 	// OnError is told of every connection failure and refusal, with the
-	// wait before the next attempt. It must not log through this handler.
+	// wait before the next attempt, and of the broker blocking the
+	// connection (retryIn 0). It runs on the publisher's goroutine and must
+	// neither block nor log through this handler.
 	// Default: one line on standard error per failure.
 	OnError func(err error, retryIn time.Duration)
 
@@ -195,5 +197,9 @@ func levelKey(r slog.Record) string {
 }
 
 func stderrReport(err error, retryIn time.Duration) {
+	if retryIn == 0 {
+		fmt.Fprintf(os.Stderr, "slogamqp: %v\n", err)
+		return
+	}
 	fmt.Fprintf(os.Stderr, "slogamqp: %v (retrying in %v)\n", err, retryIn.Round(time.Millisecond))
 }
