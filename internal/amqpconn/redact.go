@@ -10,19 +10,26 @@ import (
 // strings that do not parse as URLs too, since those are the ones that end up
 // in error messages.
 func Redact(url string) string {
-	pw := password(url)
-	if pw == "" {
+	start, end := passwordAt(url)
+	if start == end {
 		return url
 	}
-	return strings.ReplaceAll(url, pw, "***")
+	return url[:start] + "***" + url[end:]
 }
 
 // password extracts the password from the userinfo of url without parsing
 // it, or returns "" when there is none.
 func password(url string) string {
-	rest := url
+	start, end := passwordAt(url)
+	return url[start:end]
+}
+
+// passwordAt returns where the password of url starts and ends, equal
+// when there is none.
+func passwordAt(url string) (start, end int) {
+	rest, off := url, 0
 	if i := strings.Index(rest, "://"); i >= 0 {
-		rest = rest[i+3:]
+		rest, off = rest[i+3:], i+3
 	}
 	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
 		// An unencoded "/" in a password is invalid but still a password:
@@ -33,13 +40,13 @@ func password(url string) string {
 	}
 	at := strings.LastIndex(rest, "@")
 	if at < 0 {
-		return ""
+		return 0, 0
 	}
-	_, pw, ok := strings.Cut(rest[:at], ":")
-	if !ok {
-		return ""
+	colon := strings.Index(rest[:at], ":")
+	if colon < 0 {
+		return 0, 0
 	}
-	return pw
+	return off + colon + 1, off + at
 }
 
 // redactedError hides a password that a wrapped error's text may contain,
@@ -49,7 +56,11 @@ type redactedError struct {
 	pw  string
 }
 
-func (e *redactedError) Error() string { return strings.ReplaceAll(e.err.Error(), e.pw, "***") }
+// Error hides the password wherever it appears, URL or not: showing too
+// little beats showing it.
+func (e *redactedError) Error() string {
+	return strings.ReplaceAll(e.err.Error(), e.pw, "***")
+}
 func (e *redactedError) Unwrap() error { return e.err }
 
 // RedactError returns err with every occurrence of url's password hidden.

@@ -1,0 +1,137 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"log/slog"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/logfan/logfan/internal/brokertest"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+func TestSplitArgs(t *testing.T) {
+	for _, tc := range []struct {
+		words []string
+		msg   string
+		attrs []slog.Attr
+	}{
+		{[]string{"Info:", "Hello", "World"}, "Info: Hello World", nil},
+		{[]string{"disk", "full", "dev=sda1", "pct=99"}, "disk full", []slog.Attr{slog.String("dev", "sda1"), slog.String("pct", "99")}},
+		{[]string{"1+1=2", "is", "maths"}, "1+1=2 is maths", nil},
+		{[]string{"a=b", "then", "c=d"}, "a=b then", []slog.Attr{slog.String("c", "d")}},
+		{[]string{"k=v=w"}, "", []slog.Attr{slog.String("k", "v=w")}},
+		{[]string{"=x"}, "=x", nil},
+	} {
+		msg, attrs := SplitArgs(tc.words)
+		if msg != tc.msg || !reflect.DeepEqual(attrs, tc.attrs) {
+			t.Errorf("SplitArgs(%q) = %q, %v; want %q, %v", tc.words, msg, attrs, tc.msg, tc.attrs)
+		}
+	}
+}
+
+func FuzzSplitArgs(f *testing.F) {
+	f.Add("Info: Hello World user=ada")
+	f.Add("a=b c =d e=")
+	f.Fuzz(func(t *testing.T, line string) {
+		words := strings.Fields(line)
+		msg, attrs := SplitArgs(words)
+		// Nothing is lost: the message and the attributes give the words back.
+		var back []string
+		if msg != "" {
+			back = strings.Fields(msg)
+		}
+		for _, a := range attrs {
+			back = append(back, a.Key+"="+a.Value.String())
+		}
+		if strings.Join(back, " ") != strings.Join(words, " ") {
+			t.Errorf("SplitArgs(%q) = %q, %v", words, msg, attrs)
+		}
+	})
+}
+
+func TestBadUsageExitsTwoWithOneLine(t *testing.T) {
+	for _, args := range [][]string{{"-bogus"}, {"-level", "loud", "x"}, {"-timeout", "-1s", "x"}, {"-url", "http://u:s3cret@h/", "x"}} {
+		var stderr bytes.Buffer
+		err := Run(context.Background(), args, strings.NewReader(""), &stderr)
+		var out bytes.Buffer
+		if code := exitCode(err, &out); code != 2 {
+			t.Errorf("%q: exit %d (%v), want 2", args, code, err)
+		}
+		if stderr.Len() != 0 || strings.Count(out.String(), "\n") != 1 || strings.Contains(out.String(), "s3cret") {
+			t.Errorf("%q: printed %q then %q, want one line without the password", args, stderr.String(), out.String())
+		}
+	}
+}
+
+func TestHelp(t *testing.T) {
+	var stderr bytes.Buffer
+	err := Run(context.Background(), []string{"-h"}, strings.NewReader(""), &stderr)
+	if !errors.Is(err, flag.ErrHelp) || exitCode(err, &stderr) != 0 {
+		t.Fatalf("-h: %v", err)
+	}
+	for _, want := range []string{"Usage: emitlog", "-url", "-level", "-timeout", "guest:***@"} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("-h output lacks %q:\n%s", want, stderr.String())
+		}
+	}
+}
+
+func TestEmitsConfirmedRecords(t *testing.T) {
+	url := brokertest.URL(t)
+	ex := brokertest.Name("test-emitlog")
+	q := brokertest.Bind(t, ex, "fanout", "", true)
+
+	var stderr bytes.Buffer
+	if err := Run(context.Background(), []string{"-url", url, "-exchange", ex, "-level", "warn", "disk", "full", "dev=sda1"}, nil, &stderr); err != nil {
+		t.Fatalf("Run: %v (%s)", err, stderr.String())
+	}
+	stdin := strings.NewReader("line one\r\n\nline two\n")
+	if err := Run(context.Background(), []string{"-url", url, "-exchange", ex}, stdin, &stderr); err != nil {
+		t.Fatalf("Run from stdin: %v (%s)", err, stderr.String())
+	}
+	want := []map[string]any{
+		{"level": "WARN", "msg": "disk full", "dev": "sda1"},
+		{"level": "INFO", "msg": "line one"},
+		{"level": "INFO", "msg": "line two"},
+	}
+	for _, w := range want {
+		var m map[string]any
+		d := q.Next(t, 10*time.Second)
+		if err := json.Unmarshal(d.Body, &m); err != nil {
+			t.Fatal(err)
+		}
+		delete(m, "time")
+		if !reflect.DeepEqual(m, w) || d.AppId != "emitlog" {
+			t.Errorf("got %v from %q, want %v", m, d.AppId, w)
+		}
+	}
+	q.Quiet(t, 200*time.Millisecond)
+}
+
+func TestUnreachableFailsWithinTimeout(t *testing.T) {
+	var stderr bytes.Buffer
+	start := time.Now()
+	err := Run(context.Background(), []string{"-url", "amqp://guest:s3cret@" + brokertest.FreeAddr(t) + "/", "-timeout", "300ms", "hello"}, nil, &stderr)
+	var out bytes.Buffer
+	if code := exitCode(err, &out); code != 1 || !strings.Contains(out.String(), "not delivered") {
+		t.Errorf("exit %d: %s", code, out.String())
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("took %v with -timeout 300ms", d)
+	}
+	if strings.Contains(stderr.String()+out.String(), "s3cret") {
+		t.Errorf("password printed:\n%s%s", stderr.String(), out.String())
+	}
+}
