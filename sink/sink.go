@@ -1,0 +1,361 @@
+// Package sink receives log records from a RabbitMQ exchange ("logs",
+// fanout, by default) and writes them to rotating files or to the screen.
+//
+// Each connection declares the exchange exactly as the handler in
+// package slogamqp does, binds a fresh exclusive, server-named queue to it
+// (as RabbitMQ's publish/subscribe tutorial does), and acknowledges
+// records only once they are written. Every running sink gets every
+// record. From the producer and seq headers that slogamqp sets, the sink
+// drops duplicates and tells how many records each producer published that
+// it did not get.
+package sink
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/logfan/logfan/internal/amqpconn"
+	"github.com/logfan/logfan/slogamqp"
+)
+
+// Options configures a Sink. A nil *Options, and every zero field, means
+// the default that the field's comment states.
+type Options struct {
+	// URL of the broker. Default: $AMQP_URL, else
+	// amqp://guest:guest@localhost:5672/. Its password is never shown.
+	URL string
+	// TLSConfig is used for amqps:// URLs. Default: the system's roots.
+	TLSConfig *tls.Config
+
+	// Exchange to bind to. Default: "logs".
+	Exchange string
+	// ExchangeKind as declared by the producers. Default: "fanout".
+	ExchangeKind string
+	// Durable must match the producers' declaration. Default: false.
+	Durable bool
+	// BindingKey binds the queue. Default: "" for fanout, "#" for topic.
+	BindingKey string
+
+	// Name is the connection name and the prefix of diagnostic lines.
+	// Default: "logsink".
+	Name string
+	// Outputs receive every record. Default: text on standard error.
+	Outputs []Output
+	// Level drops records below it (they are still acknowledged).
+	// Default: nil, which keeps every record.
+	Level slog.Leveler
+	// Prefetch is how many unacknowledged records the broker sends ahead.
+	// Default: 1000.
+	Prefetch int
+	// MaxBody cuts longer message bodies, marking the record malformed.
+	// Memory held is about Prefetch × the broker's message size limit
+	// while records arrive, and this much per record once decoded.
+	// Default: 1 MiB.
+	MaxBody int
+
+	// Diag receives the sink's own diagnostics: connections, gaps, errors
+	// and statistics. Default: standard error.
+	Diag io.Writer
+
+	// MinBackoff and MaxBackoff bound the wait before reconnecting.
+	// Defaults: 100ms and 30s.
+	MinBackoff, MaxBackoff time.Duration
+	// Heartbeat is the AMQP heartbeat. Default: 10s.
+	Heartbeat time.Duration
+}
+
+// Stats are a sink's counters.
+type Stats struct {
+	Received   uint64 // messages received
+	Written    uint64 // records written to every output
+	Malformed  uint64 // records whose body was not a clean record (written anyway)
+	Duplicates uint64 // records received again and not written
+	Filtered   uint64 // records below Options.Level
+	Missed     uint64 // records that producers published and this sink has not received
+	Reconnects uint64 // connections after the first
+}
+
+func (s Stats) String() string {
+	return fmt.Sprintf("received=%d written=%d malformed=%d duplicates=%d filtered=%d missed=%d reconnects=%d",
+		s.Received, s.Written, s.Malformed, s.Duplicates, s.Filtered, s.Missed, s.Reconnects)
+}
+
+// Sink consumes records and writes them to its outputs.
+type Sink struct {
+	opts     Options
+	exchange amqpconn.Exchange
+	tracker  *tracker
+	sessMu   sync.Mutex // held by a session, so that stopping waits for its last acks
+	sessions int
+	diagMu   sync.Mutex
+	batch    []Record
+
+	received, written, malformed, duplicates, filtered, missed, reconnects atomic.Uint64
+}
+
+// New checks opts and returns a Sink; Run starts it.
+func New(opts *Options) (*Sink, error) {
+	var o Options
+	if opts != nil {
+		o = *opts
+	}
+	o.URL = amqpconn.URLFromEnv(o.URL)
+	if o.Exchange == "" {
+		o.Exchange = "logs"
+	}
+	if o.ExchangeKind == "" {
+		o.ExchangeKind = "fanout"
+	}
+	if !amqpconn.ValidKind(o.ExchangeKind) {
+		return nil, fmt.Errorf("unknown exchange kind %q (want fanout, direct, topic or headers)", o.ExchangeKind)
+	}
+	if o.BindingKey == "" && o.ExchangeKind == "topic" {
+		o.BindingKey = "#"
+	}
+	if o.Name == "" {
+		o.Name = "logsink"
+	}
+	if o.Diag == nil {
+		o.Diag = os.Stderr
+	}
+	if len(o.Outputs) == 0 {
+		o.Outputs = []Output{NewScreen(os.Stderr, FormatText, UseColor(os.Stderr))}
+	}
+	if o.Prefetch <= 0 {
+		o.Prefetch = 1000
+	}
+	if o.MaxBody <= 0 {
+		o.MaxBody = 1 << 20
+	}
+	if err := (amqpconn.Config{URL: o.URL}).Validate(); err != nil {
+		return nil, err
+	}
+	return &Sink{
+		opts:     o,
+		exchange: amqpconn.Exchange{Name: o.Exchange, Kind: o.ExchangeKind, Durable: o.Durable},
+		tracker:  newTracker(),
+	}, nil
+}
+
+// Stats returns the sink's counters.
+func (s *Sink) Stats() Stats {
+	return Stats{
+		Received: s.received.Load(), Written: s.written.Load(), Malformed: s.malformed.Load(),
+		Duplicates: s.duplicates.Load(), Filtered: s.filtered.Load(), Missed: s.missed.Load(),
+		Reconnects: s.reconnects.Load(),
+	}
+}
+
+// Reopen closes and reopens the output files, as after an external
+// rotation (SIGHUP).
+func (s *Sink) Reopen() error {
+	var errs []error
+	for _, o := range s.opts.Outputs {
+		errs = append(errs, o.Reopen())
+	}
+	return errors.Join(errs...)
+}
+
+func (s *Sink) diag(format string, args ...any) {
+	s.diagMu.Lock()
+	defer s.diagMu.Unlock()
+	fmt.Fprintf(s.opts.Diag, "%s %s: %s\n", time.Now().Format(time.DateTime), s.opts.Name, fmt.Sprintf(format, args...))
+}
+
+// Run consumes until ctx is done, reconnecting whenever the connection is
+// lost. On ctx's end it stops consuming, writes and acknowledges what it
+// has received, closes the outputs and prints its statistics.
+func (s *Sink) Run(ctx context.Context) error {
+	runCtx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	// Stopping waits for a running session to finish its last writes and
+	// acks, and is immediate between sessions.
+	stop := context.AfterFunc(ctx, func() {
+		s.sessMu.Lock()
+		cancel()
+		s.sessMu.Unlock()
+	})
+	defer stop()
+	cfg := amqpconn.Config{URL: s.opts.URL, TLS: s.opts.TLSConfig, Name: s.opts.Name, Heartbeat: s.opts.Heartbeat}
+	amqpconn.Run(runCtx, cfg, amqpconn.Backoff{Initial: s.opts.MinBackoff, Max: s.opts.MaxBackoff},
+		func(_ context.Context, conn *amqpconn.Conn, ready func()) error {
+			return s.session(ctx, conn, ready)
+		},
+		func(err error, retryIn time.Duration) {
+			if ctx.Err() == nil {
+				s.diag("%v; retrying at %s", err, time.Now().Add(retryIn).Format(time.TimeOnly))
+			}
+		})
+	var errs []error
+	for _, o := range s.opts.Outputs {
+		errs = append(errs, o.Close())
+	}
+	s.diag("stopped: %v", s.Stats())
+	return errors.Join(errs...)
+}
+
+func (s *Sink) session(ctx context.Context, conn *amqpconn.Conn, ready func()) error {
+	s.sessMu.Lock()
+	defer s.sessMu.Unlock()
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	ch, err := conn.Channel()
+	if err != nil {
+		return err
+	}
+	if err := s.exchange.Declare(ch); err != nil {
+		return err
+	}
+	// As the tutorial: a fresh, server-named queue that the broker deletes
+	// with this connection.
+	q, err := ch.QueueDeclare("", false, false, true, false, nil)
+	if err != nil {
+		return fmt.Errorf("declare queue: %w", err)
+	}
+	if err := ch.QueueBind(q.Name, s.opts.BindingKey, s.opts.Exchange, false, nil); err != nil {
+		return fmt.Errorf("bind queue to %q: %w", s.opts.Exchange, err)
+	}
+	if err := ch.Qos(s.opts.Prefetch, 0, false); err != nil {
+		return err
+	}
+	const tag = "logsink"
+	deliveries, err := ch.Consume(q.Name, tag, false, true, false, false, nil)
+	if err != nil {
+		return fmt.Errorf("consume: %w", err)
+	}
+	ready()
+	if s.sessions++; s.sessions > 1 {
+		s.reconnects.Add(1)
+		s.diag("reconnected: queue %s bound to exchange %q", q.Name, s.opts.Exchange)
+	} else {
+		s.diag("connected to %s: queue %s bound to exchange %q", amqpconn.Redact(s.opts.URL), q.Name, s.opts.Exchange)
+	}
+
+	batchMax := max(1, s.opts.Prefetch/2)
+	var last uint64
+	for {
+		select {
+		case d, ok := <-deliveries:
+			if !ok {
+				return errors.New("channel closed")
+			}
+			s.receive(&d)
+			last = d.DeliveryTag
+			// Take what is already here, then write and ack it as one.
+		more:
+			for len(s.batch) < batchMax {
+				select {
+				case d, ok := <-deliveries:
+					if !ok {
+						break more
+					}
+					s.receive(&d)
+					last = d.DeliveryTag
+				default:
+					break more
+				}
+			}
+			if err := s.commit(ctx, ch, last); err != nil {
+				return err
+			}
+		case <-ctx.Done():
+			if err := ch.Cancel(tag, false); err != nil {
+				return err
+			}
+			for d := range deliveries {
+				s.receive(&d)
+				last = d.DeliveryTag
+			}
+			if last != 0 {
+				if err := s.commit(ctx, ch, last); err != nil {
+					return err
+				}
+			}
+			return ctx.Err()
+		}
+	}
+}
+
+// receive decodes a delivery and adds it to the batch unless it is a
+// duplicate or filtered out.
+func (s *Sink) receive(d *amqp.Delivery) {
+	s.received.Add(1)
+	ts := d.Timestamp
+	if ts.IsZero() {
+		ts = time.Now()
+	}
+	rec := Decode(d.Body, d.ContentType, ts, s.opts.MaxBody)
+	if rec.Malformed != "" {
+		s.malformed.Add(1)
+	}
+	if producer, ok := d.Headers[slogamqp.HeaderProducer].(string); ok {
+		if seq, ok := d.Headers[slogamqp.HeaderSeq].(int64); ok && seq > 0 {
+			dup, gap := s.tracker.observe(producer, uint64(seq))
+			s.missed.Store(s.tracker.missing)
+			if dup {
+				s.duplicates.Add(1)
+				return
+			}
+			if gap > 0 {
+				s.diag("missed %d records from producer %s (app %q) before seq %d", gap, producer, safe(d.AppId), seq)
+			}
+		}
+	}
+	if s.opts.Level != nil && rec.Level < s.opts.Level.Level() {
+		s.filtered.Add(1)
+		return
+	}
+	s.batch = append(s.batch, rec)
+}
+
+// commit writes the batch to every output, retrying an output that fails
+// until it works again or ctx ends, and then acknowledges everything up
+// to tag. Nothing unwritten is acknowledged.
+func (s *Sink) commit(ctx context.Context, ch *amqp.Channel, tag uint64) error {
+	for _, o := range s.opts.Outputs {
+		for attempt := 0; ; attempt++ {
+			err := writeAll(o, s.batch)
+			if err == nil {
+				break
+			}
+			wait := min(time.Duration(1<<min(attempt, 5))*100*time.Millisecond, 5*time.Second)
+			s.diag("write failed, holding %d unacknowledged records, retrying in %v: %v", len(s.batch), wait, err)
+			select {
+			case <-time.After(wait):
+			case <-ctx.Done():
+				return fmt.Errorf("stopped with %d records unwritten: %w", len(s.batch), err)
+			}
+			o.Reopen()
+		}
+	}
+	s.written.Add(uint64(len(s.batch)))
+	clear(s.batch)
+	s.batch = s.batch[:0]
+	return ch.Ack(tag, true)
+}
+
+func writeAll(o Output, batch []Record) error {
+	for i := range batch {
+		if err := o.Write(&batch[i]); err != nil {
+			return err
+		}
+	}
+	return o.Flush()
+}
+
+// safe makes a header value fit for a diagnostic line.
+func safe(s string) string {
+	return strings.ToValidUTF8(string(appendEscaped(nil, s, false)), "?")
+}
