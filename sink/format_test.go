@@ -1,0 +1,118 @@
+package sink
+
+import (
+	"bytes"
+	"encoding/json"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+)
+
+var ts = time.Date(2026, 11, 29, 9, 0, 0, 123e6, time.UTC)
+
+func TestDecode(t *testing.T) {
+	for _, tc := range []struct {
+		name, body, ctype string
+		msg, malformed    string
+		level             slog.Level
+		json              string
+	}{
+		{"slog record", `{"time":"2026-11-29T09:00:00.123Z","level":"WARN","msg":"hi","a":1}`, "application/json", "hi", "", slog.LevelWarn,
+			`{"time":"2026-11-29T09:00:00.123Z","level":"WARN","msg":"hi","a":1}`},
+		{"tutorial plain text", "Info: Hello World", "", "Info: Hello World", "", slog.LevelInfo,
+			`{"time":"2026-11-29T09:00:00.123Z","level":"INFO","msg":"Info: Hello World"}`},
+		{"pretty JSON becomes one line", "{\n  \"msg\": \"x\"\n}", "", "x", "", slog.LevelInfo, `{"msg":"x"}`},
+		{"empty", "", "", "", "empty body", slog.LevelInfo,
+			`{"time":"2026-11-29T09:00:00.123Z","level":"INFO","msg":"","malformed":"empty body"}`},
+		{"bad UTF-8", "a\xffb", "", "a\uFFFDb", "invalid UTF-8", slog.LevelInfo,
+			"{\"time\":\"2026-11-29T09:00:00.123Z\",\"level\":\"INFO\",\"msg\":\"a\uFFFDb\",\"malformed\":\"invalid UTF-8\"}"},
+		{"bad JSON", `{"msg":`, "application/json", `{"msg":`, "invalid JSON", slog.LevelInfo,
+			`{"time":"2026-11-29T09:00:00.123Z","level":"INFO","msg":"{\"msg\":","malformed":"invalid JSON"}`},
+		{"JSON content type, text body", `plain`, "application/json", "plain", "invalid JSON", slog.LevelInfo,
+			`{"time":"2026-11-29T09:00:00.123Z","level":"INFO","msg":"plain","malformed":"invalid JSON"}`},
+		{"too long", strings.Repeat("x", 20), "", strings.Repeat("x", 10), "body of 20 bytes cut to 10", slog.LevelInfo,
+			`{"time":"2026-11-29T09:00:00.123Z","level":"INFO","msg":"xxxxxxxxxx","malformed":"body of 20 bytes cut to 10"}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := Decode([]byte(tc.body), tc.ctype, ts, 10+len(tc.body)*boolInt(tc.name != "too long"))
+			if r.Msg != tc.msg || r.Malformed != tc.malformed || r.Level != tc.level || string(r.JSON) != tc.json {
+				t.Errorf("Decode(%q) = msg %q malformed %q level %v json %s", tc.body, r.Msg, r.Malformed, r.Level, r.JSON)
+			}
+		})
+	}
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func TestAppendText(t *testing.T) {
+	r := Decode([]byte(`{"time":"2026-11-29T09:00:00.123Z","level":"ERROR","msg":"disk\nfull\u001b[2J","dev":"sda 1","n":3,"ok":true,"g":{"h":{"k":"v"}},"e":""}`), "", ts, 1<<20)
+	got := string(AppendText(nil, &r, false))
+	want := `2026-11-29T09:00:00.123Z ERROR disk\nfull\x1b[2J dev="sda 1" n=3 ok=true g.h.k=v e=""` + "\n"
+	if got != want {
+		t.Errorf("text\n got %q\nwant %q", got, want)
+	}
+	colored := string(AppendText(nil, &r, true))
+	if !strings.Contains(colored, "\x1b[31mERROR\x1b[0m") {
+		t.Errorf("colour: %q", colored)
+	}
+}
+
+// TestHostileRecordsStayOnOneLine feeds escape sequences, carriage
+// returns, C1 controls and bidirectional overrides through both screen
+// formats: none may reach the terminal raw.
+func TestHostileRecordsStayOnOneLine(t *testing.T) {
+	hostile := []string{
+		"\x1b[31mred\x1b[0m", "line\r\nforged INFO admin logged in", "\u009b31m", "\u202eevil", "tab\there", "\x00\x07\x7f", "a\u2028b",
+	}
+	for _, h := range hostile {
+		body, _ := json.Marshal(map[string]string{"msg": h, h: h})
+		for _, b := range [][]byte{body, []byte(h)} {
+			r := Decode(b, "", ts, 1<<20)
+			for _, out := range [][]byte{AppendText(nil, &r, false), AppendJSON(nil, &r)} {
+				checkSafeLine(t, b, out)
+			}
+		}
+	}
+}
+
+func checkSafeLine(t *testing.T, in, out []byte) {
+	t.Helper()
+	line, ok := bytes.CutSuffix(out, []byte("\n"))
+	if !ok || !utf8.Valid(line) {
+		t.Fatalf("%q: output %q is not one valid line", in, out)
+	}
+	for _, r := range string(line) {
+		if unsafe(r) {
+			t.Fatalf("%q: output %q holds %U raw", in, out, r)
+		}
+	}
+}
+
+// FuzzDecodeFormat checks that any body decodes, and that both screen
+// formats give one safe line; the JSON format must stay valid JSON.
+func FuzzDecodeFormat(f *testing.F) {
+	for _, s := range []string{
+		`{"time":"2026-11-29T09:00:00Z","level":"INFO","msg":"hi","g":{"a":[1,{"b":null}]}}`,
+		"Info: Hello World", "", "\xff\xfe", `{"msg":"\u001b[2J\u009b"}`, "{\"a\":\t1}", `{"level":"ERROR+3"}`,
+		strings.Repeat(`{"a":`, 100) + "1" + strings.Repeat("}", 100),
+	} {
+		f.Add([]byte(s), "application/json")
+		f.Add([]byte(s), "")
+	}
+	f.Fuzz(func(t *testing.T, body []byte, ctype string) {
+		r := Decode(body, ctype, ts, 4096)
+		checkSafeLine(t, body, AppendText(nil, &r, false))
+		js := AppendJSON(nil, &r)
+		checkSafeLine(t, body, js)
+		if !json.Valid(js) {
+			t.Fatalf("%q: JSON output %q is not valid", body, js)
+		}
+	})
+}
