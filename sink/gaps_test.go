@@ -45,4 +45,3 @@ func TestTrackerForgetsOldestProducer(t *testing.T) {
 		t.Errorf("%d producers, old kept: %v, missing %d", len(tr.producers), tr.producers["old"] != nil, tr.missing)
 	}
 }
-

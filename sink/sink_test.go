@@ -305,4 +305,3 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		t.Error("bad exchange kind accepted")
 	}
 }
-
