@@ -161,6 +161,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, signals <
 					return errAborted
 				}
 				stopping = true
+				fmt.Fprintf(stderr, "logsink: stopping after writing what was received (%v again exits at once)\n", sig)
 				stop()
 			}
 		}
