@@ -270,4 +270,3 @@ func TestSecondSignalExitsAtOnce(t *testing.T) {
 		t.Fatal("logsink did not exit after a second signal")
 	}
 }
-
