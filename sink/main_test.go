@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/logfan/logfan/internal/brokertest"
 )
 
 func TestMain(m *testing.M) {
@@ -118,14 +120,7 @@ func start(t *testing.T, opts Options) (s *Sink, d *diag, stop func() error) {
 	return s, d, stop
 }
 
-// waitFor polls cond, for counters that have no signal of their own.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(wait)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	brokertest.WaitFor(t, wait, what, cond)
 }

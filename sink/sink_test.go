@@ -184,15 +184,7 @@ func TestMalformedBodies(t *testing.T) {
 		{"Info: Hello World", "", false},
 		{`{"time":"2026-11-29T09:00:00Z","level":"INFO","msg":"fine"}`, "application/json", false},
 	}
-	conn, err := amqp.Dial(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
+	ch := brokertest.Channel(t)
 	for _, b := range bodies {
 		if err := ch.Publish(ex, "", false, false, amqp.Publishing{ContentType: b.ctype, Body: []byte(b.body)}); err != nil {
 			t.Fatal(err)

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/logfan/logfan/internal/amqpconn"
+	"github.com/logfan/logfan/internal/cli"
 	"github.com/logfan/logfan/slogamqp"
 )
 
@@ -32,22 +33,7 @@ func main() {
 	os.Exit(exitCode(err, os.Stderr))
 }
 
-// usageError is a bad flag or argument: exit status 2.
-type usageError struct{ error }
-
-func exitCode(err error, stderr io.Writer) int {
-	var ue usageError
-	switch {
-	case err == nil, errors.Is(err, flag.ErrHelp):
-		return 0
-	case errors.As(err, &ue):
-		fmt.Fprintf(stderr, "emitlog: %v (see emitlog -h)\n", err)
-		return 2
-	default:
-		fmt.Fprintf(stderr, "emitlog: %v\n", err)
-		return 1
-	}
-}
+func exitCode(err error, stderr io.Writer) int { return cli.ExitCode("emitlog", err, stderr) }
 
 // Run is the whole command, testable in-process: args without the program
 // name; records come from args, or from stdin when args hold no message.
@@ -68,14 +54,14 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stderr io.Writer) 
 			fs.PrintDefaults()
 			return err
 		}
-		return usageError{err}
+		return cli.Usage(err)
 	}
 	var lv slog.Level
 	if err := lv.UnmarshalText([]byte(*level)); err != nil {
-		return usageError{fmt.Errorf("invalid -level %q: want debug, info, warn or error", *level)}
+		return cli.Usage(fmt.Errorf("invalid -level %q: want debug, info, warn or error", *level))
 	}
 	if *timeout <= 0 {
-		return usageError{fmt.Errorf("invalid -timeout %v: want a positive duration", *timeout)}
+		return cli.Usage(fmt.Errorf("invalid -timeout %v: want a positive duration", *timeout))
 	}
 
 	var lastErr error
@@ -90,7 +76,7 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stderr io.Writer) 
 		},
 	})
 	if err != nil {
-		return usageError{err}
+		return cli.Usage(err)
 	}
 	logger := slog.New(h)
 	if fs.NArg() > 0 {

@@ -23,6 +23,7 @@ import (
 	"syscall"
 
 	"github.com/logfan/logfan/internal/amqpconn"
+	"github.com/logfan/logfan/internal/cli"
 	"github.com/logfan/logfan/sink"
 )
 
@@ -33,25 +34,10 @@ func main() {
 	os.Exit(exitCode(err, os.Stderr))
 }
 
-// usageError is a bad flag or configuration: exit status 2.
-type usageError struct{ error }
-
 // errAborted is a second stop signal: exit at once.
 var errAborted = errors.New("aborted by a second signal")
 
-func exitCode(err error, stderr io.Writer) int {
-	var ue usageError
-	switch {
-	case err == nil, errors.Is(err, flag.ErrHelp):
-		return 0
-	case errors.As(err, &ue):
-		fmt.Fprintf(stderr, "logsink: %v (see logsink -h)\n", err)
-		return 2
-	default:
-		fmt.Fprintf(stderr, "logsink: %v\n", err)
-		return 1
-	}
-}
+func exitCode(err error, stderr io.Writer) int { return cli.ExitCode("logsink", err, stderr) }
 
 const usage = `Usage: logsink [flags]
 
@@ -90,22 +76,22 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, signals <
 			fs.PrintDefaults()
 			return err
 		}
-		return usageError{err}
+		return cli.Usage(err)
 	}
 	if fs.NArg() > 0 {
-		return usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
+		return cli.Usage(fmt.Errorf("unexpected argument %q", fs.Arg(0)))
 	}
 	if *format != sink.FormatText && *format != sink.FormatJSON {
-		return usageError{fmt.Errorf("invalid -format %q: want text or json", *format)}
+		return cli.Usage(fmt.Errorf("invalid -format %q: want text or json", *format))
 	}
 	if *maxSize <= 0 || *maxBackups < 0 || *maxAge < 0 || *prefetch <= 0 {
-		return usageError{errors.New("-max-size and -prefetch must be positive, -max-backups and -max-age not negative")}
+		return cli.Usage(errors.New("-max-size and -prefetch must be positive, -max-backups and -max-age not negative"))
 	}
 	var minLevel slog.Leveler
 	if *level != "" {
 		var lv slog.Level
 		if err := lv.UnmarshalText([]byte(*level)); err != nil {
-			return usageError{fmt.Errorf("invalid -level %q: want debug, info, warn or error", *level)}
+			return cli.Usage(fmt.Errorf("invalid -level %q: want debug, info, warn or error", *level))
 		}
 		minLevel = lv
 	}
@@ -126,7 +112,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, signals <
 	if *file != "" {
 		out, err := sink.NewFile(sink.FileOptions{Path: *file, MaxSizeMB: *maxSize, MaxBackups: *maxBackups, MaxAgeDays: *maxAge, Compress: *compress})
 		if err != nil {
-			return usageError{fmt.Errorf("cannot write -file: %w", err)}
+			return cli.Usage(fmt.Errorf("cannot write -file: %w", err))
 		}
 		outputs = append(outputs, out)
 	}
@@ -136,7 +122,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, signals <
 		for _, o := range outputs {
 			o.Close()
 		}
-		return usageError{err}
+		return cli.Usage(err)
 	}
 
 	runCtx, stop := context.WithCancel(ctx)

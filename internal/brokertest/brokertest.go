@@ -66,24 +66,13 @@ type Queue struct {
 // exchange is deleted when deleteExchange is set, at the test's end.
 func Bind(t testing.TB, exchange, kind, key string, deleteExchange bool) *Queue {
 	t.Helper()
-	conn, err := amqp.Dial(URL(t))
-	if err != nil {
-		t.Fatalf("dial: %v", err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
+	ch := Channel(t)
 	if err := ch.ExchangeDeclare(exchange, kind, false, false, false, false, nil); err != nil {
 		t.Fatalf("declare exchange %s: %v", exchange, err)
 	}
 	if deleteExchange {
-		t.Cleanup(func() {
-			if ch, err := conn.Channel(); err == nil {
-				ch.ExchangeDelete(exchange, false, false)
-			}
-		})
+		// On a channel of its own: a test may have broken this one.
+		t.Cleanup(func() { Channel(t).ExchangeDelete(exchange, false, false) })
 	}
 	q, err := ch.QueueDeclare("", false, true, true, false, nil)
 	if err != nil {
@@ -158,4 +147,33 @@ func Host(t testing.TB, rawURL string) string {
 		return net.JoinHostPort(u.Hostname(), "5672")
 	}
 	return u.Host
+}
+
+// Channel opens a channel on a connection of its own to the test broker,
+// closed when the test ends.
+func Channel(t testing.TB) *amqp.Channel {
+	t.Helper()
+	conn, err := amqp.Dial(URL(t))
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ch
+}
+
+// WaitFor polls cond until it holds, failing the test after timeout. It is
+// for counters that have no signal of their own.
+func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }

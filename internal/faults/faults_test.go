@@ -75,18 +75,9 @@ func durableQueue(t *testing.T, url string) (exchange, queue string) {
 	return exchange, queue
 }
 
-func withChannel(t *testing.T, url string, f func(*amqp.Channel)) {
+func withChannel(t *testing.T, _ string, f func(*amqp.Channel)) {
 	t.Helper()
-	conn, err := amqp.Dial(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	f(ch)
+	f(brokertest.Channel(t))
 }
 
 // drainQueue reads every message in queue and returns the distinct values
@@ -143,17 +134,9 @@ func newHandler(t *testing.T, url, exchange string) (*slogamqp.Handler, <-chan e
 	return h, errs
 }
 
-// waitFor polls cond, which reads counters that have no signal of their
-// own, until it holds.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(wait)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	brokertest.WaitFor(t, wait, what, cond)
 }
 
 func closeHandler(t *testing.T, h *slogamqp.Handler) {
