@@ -11,6 +11,7 @@
 package sink
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -288,30 +289,46 @@ func (s *Sink) session(ctx context.Context, conn *amqpconn.Conn, ready func()) e
 	}
 }
 
-// receive decodes a delivery and adds it to the batch unless it is a
-// duplicate or filtered out.
+// receive decodes a delivery, one record or a batch of them, and adds
+// each record to the batch unless it is a duplicate or filtered out.
 func (s *Sink) receive(d *amqp.Delivery) {
-	s.received.Add(1)
 	ts := d.Timestamp
 	if ts.IsZero() {
 		ts = time.Now()
 	}
-	rec := Decode(d.Body, d.ContentType, ts, s.opts.MaxBody)
+	producer, _ := d.Headers[slogamqp.HeaderProducer].(string)
+	seq, _ := d.Headers[slogamqp.HeaderSeq].(int64)
+	if producer == "" || seq <= 0 {
+		seq = 0 // not from slogamqp: nothing to track
+	}
+	if d.ContentType != slogamqp.ContentTypeNDJSON {
+		s.receiveRecord(d.Body, d.ContentType, ts, producer, seq, d.AppId)
+		return
+	}
+	for line := range bytes.SplitSeq(d.Body, []byte("\n")) {
+		s.receiveRecord(line, slogamqp.ContentTypeJSON, ts, producer, seq, d.AppId)
+		if seq > 0 {
+			seq++
+		}
+	}
+}
+
+func (s *Sink) receiveRecord(body []byte, contentType string, ts time.Time, producer string, seq int64, app string) {
+	s.received.Add(1)
+	if seq > 0 {
+		dup, gap := s.tracker.observe(producer, uint64(seq))
+		s.missed.Store(s.tracker.missing)
+		if dup {
+			s.duplicates.Add(1)
+			return
+		}
+		if gap > 0 {
+			s.diag("missed %d records from producer %s (app %q) before seq %d", gap, safe(producer), safe(app), seq)
+		}
+	}
+	rec := Decode(body, contentType, ts, s.opts.MaxBody)
 	if rec.Malformed != "" {
 		s.malformed.Add(1)
-	}
-	if producer, ok := d.Headers[slogamqp.HeaderProducer].(string); ok {
-		if seq, ok := d.Headers[slogamqp.HeaderSeq].(int64); ok && seq > 0 {
-			dup, gap := s.tracker.observe(producer, uint64(seq))
-			s.missed.Store(s.tracker.missing)
-			if dup {
-				s.duplicates.Add(1)
-				return
-			}
-			if gap > 0 {
-				s.diag("missed %d records from producer %s (app %q) before seq %d", gap, producer, safe(d.AppId), seq)
-			}
-		}
 	}
 	if s.opts.Level != nil && rec.Level < s.opts.Level.Level() {
 		s.filtered.Add(1)

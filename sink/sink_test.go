@@ -22,7 +22,12 @@ import (
 
 func newProducer(t *testing.T, url, exchange string) *slogamqp.Handler {
 	t.Helper()
-	h, err := slogamqp.New(&slogamqp.Options{URL: url, Exchange: exchange, OnError: func(err error, _ time.Duration) { t.Logf("handler: %v", err) }})
+	return newBatchProducer(t, url, exchange, nil)
+}
+
+func newBatchProducer(t *testing.T, url, exchange string, batch *slogamqp.BatchOptions) *slogamqp.Handler {
+	t.Helper()
+	h, err := slogamqp.New(&slogamqp.Options{URL: url, Exchange: exchange, Batch: batch, OnError: func(err error, _ time.Duration) { t.Logf("handler: %v", err) }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,8 +70,14 @@ func readLines(t *testing.T, path string) []string {
 }
 
 // TestTwoSinksGetEveryRecord runs one sink to a file and one to a screen at
-// once: both get every record, in order.
+// once: both get every record, in order, whether the producer sends one
+// record per message or batches.
 func TestTwoSinksGetEveryRecord(t *testing.T) {
+	t.Run("per-message", func(t *testing.T) { testTwoSinks(t, nil) })
+	t.Run("batch", func(t *testing.T) { testTwoSinks(t, &slogamqp.BatchOptions{MaxRecords: 64}) })
+}
+
+func testTwoSinks(t *testing.T, batch *slogamqp.BatchOptions) {
 	url := brokertest.URL(t)
 	ex := brokertest.Name("test-two-sinks")
 	path := filepath.Join(t.TempDir(), "logs", "app.log")
@@ -78,7 +89,7 @@ func TestTwoSinksGetEveryRecord(t *testing.T) {
 	disk, _, stopDisk := start(t, Options{URL: url, Exchange: ex, Outputs: []Output{file}})
 	show, _, stopShow := start(t, Options{URL: url, Exchange: ex, Outputs: []Output{NewScreen(&screen, FormatText, false)}})
 
-	h := newProducer(t, url, ex)
+	h := newBatchProducer(t, url, ex, batch)
 	l := slog.New(h).With("svc", "api")
 	const n = 1000
 	for i := range n {
@@ -267,6 +278,42 @@ func TestRotationAndReopen(t *testing.T) {
 		if c != 1 {
 			t.Fatalf("record %d written %d times", i, c)
 		}
+	}
+}
+
+// TestBatchesDedupeAndGapsPerRecord publishes batches by hand: a resent
+// batch is written once, and records missing between batches count as
+// missed, record by record.
+func TestBatchesDedupeAndGapsPerRecord(t *testing.T) {
+	url := brokertest.URL(t)
+	ex := brokertest.Name("test-batches")
+	out := &memOutput{}
+	s, _, _ := start(t, Options{URL: url, Exchange: ex, Outputs: []Output{out}})
+	ch := brokertest.Channel(t)
+	publish := func(seq int64, lines ...string) {
+		t.Helper()
+		err := ch.Publish(ex, "", false, false, amqp.Publishing{
+			ContentType: slogamqp.ContentTypeNDJSON,
+			Headers:     amqp.Table{slogamqp.HeaderProducer: "p1", slogamqp.HeaderSeq: seq, slogamqp.HeaderRecords: int64(len(lines))},
+			Body:        []byte(strings.Join(lines, "\n")),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	publish(1, `{"msg":"a"}`, `{"msg":"b"}`, `{"msg":"c"}`)
+	publish(1, `{"msg":"a"}`, `{"msg":"b"}`, `{"msg":"c"}`) // resent
+	publish(6, `{"msg":"f"}`, `not json`)                   // 4 and 5 missing
+	waitFor(t, "every record", func() bool { return s.Stats().Received == 8 })
+	if st := s.Stats(); st.Written != 5 || st.Duplicates != 3 || st.Missed != 2 || st.Malformed != 1 {
+		t.Errorf("stats %v", st)
+	}
+	var msgs []string
+	for _, r := range out.all() {
+		msgs = append(msgs, r.Msg)
+	}
+	if got := strings.Join(msgs, ","); got != "a,b,c,f,not json" {
+		t.Errorf("written %s", got)
 	}
 }
 

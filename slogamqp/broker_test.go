@@ -201,56 +201,110 @@ func TestUnreachableAtStart(t *testing.T) {
 	}
 }
 
+// records splits a delivery into its records, with their sequence
+// numbers, checking the properties of batches.
+func records(t *testing.T, d amqp.Delivery) (seqs []int64, bodies []map[string]any) {
+	t.Helper()
+	seq := d.Headers[HeaderSeq].(int64)
+	if d.ContentType == ContentTypeJSON {
+		return []int64{seq}, []map[string]any{decode(t, string(d.Body))}
+	}
+	lines := strings.Split(string(d.Body), "\n")
+	if d.ContentType != ContentTypeNDJSON || d.Headers[HeaderRecords] != int64(len(lines)) {
+		t.Fatalf("content type %q, records header %v, %d lines", d.ContentType, d.Headers[HeaderRecords], len(lines))
+	}
+	for i, l := range lines {
+		seqs = append(seqs, seq+int64(i))
+		bodies = append(bodies, decode(t, l))
+	}
+	return seqs, bodies
+}
+
 // TestCutMidStream cuts the connection three times while records flow:
-// every record still arrives (at least once), in order of sequence number.
+// every record still arrives (at least once), in order of sequence number,
+// one per message or in batches.
 func TestCutMidStream(t *testing.T) {
-	ex := brokertest.Name("test-cut")
-	q := brokertest.Bind(t, ex, "fanout", "", true)
-	url := brokertest.URL(t)
-	p := brokertest.NewProxy(t, brokertest.Host(t, url))
-	h, _ := live(t, Options{URL: brokertest.WithHost(t, url, p.Addr()), Exchange: ex, MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond})
-	l := slog.New(h)
-	const rounds, each = 3, 1000
-	var got []amqp.Delivery
-	seen := map[string]bool{}
-	next := func() amqp.Delivery {
-		for {
-			d := q.Next(t, wait)
-			if !seen[d.MessageId] {
-				seen[d.MessageId] = true
-				got = append(got, d)
-				return d
+	for _, batch := range []*BatchOptions{nil, {MaxRecords: 50}} {
+		t.Run(fmt.Sprintf("batch=%v", batch != nil), func(t *testing.T) {
+			ex := brokertest.Name("test-cut")
+			q := brokertest.Bind(t, ex, "fanout", "", true)
+			url := brokertest.URL(t)
+			p := brokertest.NewProxy(t, brokertest.Host(t, url))
+			h, _ := live(t, Options{URL: brokertest.WithHost(t, url, p.Addr()), Exchange: ex, Batch: batch,
+				MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond})
+			l := slog.New(h)
+			const rounds, each = 3, 1000
+			var seqs []int64
+			seen := map[string]bool{}
+			// next reads the next message not seen before and returns the
+			// highest "i" in it.
+			next := func() int {
+				for {
+					d := q.Next(t, wait)
+					if seen[d.MessageId] {
+						continue
+					}
+					seen[d.MessageId] = true
+					ss, bodies := records(t, d)
+					for k, b := range bodies {
+						if int64(b["i"].(float64)) != ss[k]-1 {
+							t.Fatalf("record with seq %d has i=%v", ss[k], b["i"])
+						}
+					}
+					seqs = append(seqs, ss...)
+					return int(bodies[len(bodies)-1]["i"].(float64))
+				}
 			}
-		}
+			for r := range rounds {
+				for i := range each {
+					l.Info("flowing", "i", r*each+i)
+				}
+				// A record of this round proves a live connection: cut it.
+				for next() < r*each {
+				}
+				p.Cut()
+			}
+			for len(seqs) < rounds*each {
+				next()
+			}
+			for i, seq := range seqs {
+				if seq != int64(i+1) {
+					// The publisher resends what a lost channel left
+					// unconfirmed first, in order, so order survives.
+					t.Fatalf("record %d has seq %d", i, seq)
+				}
+			}
+			const n = rounds * each
+			if err := closeWithin(t, h, wait); err != nil {
+				t.Fatal(err)
+			}
+			st := h.Stats()
+			if st.Confirmed != n || st.Reconnects < rounds-1 || p.Accepts() < rounds {
+				t.Errorf("stats %+v after %d connections", st, p.Accepts())
+			}
+			t.Logf("%d records, %d resent, %d reconnects", n, st.Resent, st.Reconnects)
+		})
 	}
-	for r := range rounds {
-		for i := range each {
-			l.Info("flowing", "i", r*each+i)
-		}
-		// A record of this round proves a live connection: cut it.
-		for int(decode(t, string(next().Body))["i"].(float64)) < r*each {
-		}
-		p.Cut()
+}
+
+// TestBatchLingerBoundsDelay logs fewer records than a batch holds: they
+// leave once Linger has passed, in one message.
+func TestBatchLingerBoundsDelay(t *testing.T) {
+	ex := brokertest.Name("test-linger")
+	q := brokertest.Bind(t, ex, "fanout", "", true)
+	h, _ := live(t, Options{Exchange: ex, Batch: &BatchOptions{Linger: 50 * time.Millisecond}})
+	l := slog.New(h)
+	for i := range 3 {
+		l.Info("few", "i", i)
 	}
-	for len(got) < rounds*each {
-		next()
+	seqs, bodies := records(t, q.Next(t, wait))
+	if len(seqs) != 3 || seqs[0] != 1 || bodies[2]["i"] != float64(2) {
+		t.Errorf("seqs %v bodies %v", seqs, bodies)
 	}
-	for i, d := range got {
-		if d.Headers[HeaderSeq] != int64(i+1) {
-			// The publisher resends what a lost channel left unconfirmed
-			// first, in order, so order survives the cuts.
-			t.Fatalf("message %d has seq %v", i, d.Headers[HeaderSeq])
-		}
+	q.Quiet(t, 100*time.Millisecond)
+	if st := h.Stats(); st.Confirmed != 3 || st.Published != 3 {
+		t.Errorf("stats %+v", st)
 	}
-	const n = rounds * each
-	if err := closeWithin(t, h, wait); err != nil {
-		t.Fatal(err)
-	}
-	st := h.Stats()
-	if st.Confirmed != n || st.Reconnects < rounds-1 || p.Accepts() < rounds {
-		t.Errorf("stats %+v after %d connections", st, p.Accepts())
-	}
-	t.Logf("%d records, %d resent, %d reconnects", n, st.Resent, st.Reconnects)
 }
 
 // TestStallDetected stalls the network without closing it: heartbeats and

@@ -12,12 +12,14 @@
 package slogamqp
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/logfan/logfan/internal/amqpconn"
 	"github.com/logfan/logfan/internal/logrecord"
@@ -176,10 +178,10 @@ func (e *encoder) Write(p []byte) (int, error) {
 		evicted = &e.evicted
 	}
 	if !e.s.q.put(body, e.rec, evicted) && fb != nil {
-		fallback(e.ctx, fb, body, e.rec)
+		fallback(e.ctx, fb, body, &e.rec)
 	}
 	for i, old := range e.evicted {
-		fallback(e.ctx, fb, *old.body, old)
+		fallback(e.ctx, fb, *old.body, &old)
 		freeBody(old.body)
 		e.evicted[i] = entry{}
 	}
@@ -188,13 +190,16 @@ func (e *encoder) Write(p []byte) (int, error) {
 }
 
 // fallback hands a record that will not reach the broker to fb, decoded
-// from its JSON body.
-func fallback(ctx context.Context, fb slog.Handler, body []byte, e entry) {
+// from its JSON body. e, when known, holds the record's exact time and
+// level, which ReplaceAttr may have hidden in the body.
+func fallback(ctx context.Context, fb slog.Handler, body []byte, e *entry) {
 	r, err := logrecord.Parse(body)
 	if err != nil {
-		r = slog.NewRecord(e.time, e.level, string(body), 0)
+		r = slog.NewRecord(time.Time{}, slog.LevelInfo, string(body), 0)
 	}
-	r.Time, r.Level = e.time, e.level
+	if e != nil {
+		r.Time, r.Level = e.time, e.level
+	}
 	if ctx == nil {
 		ctx = context.Background()
 	}
@@ -227,18 +232,28 @@ func (h *Handler) Close(ctx context.Context) error {
 			s.p.cancel()
 			<-s.p.done
 		}
-		left := s.q.drain()
-		for s.p.unconfirmed.len() > 0 {
-			left = append(left, s.p.unconfirmed.pop())
-		}
-		for _, e := range left {
+		for _, e := range s.q.drain() {
 			if !e.report {
-				s.undeliv.Add(1)
-				if s.opts.Fallback != nil {
-					fallback(ctx, s.opts.Fallback, *e.body, e)
+				s.undelivered(ctx, *e.body, &e)
+			}
+			freeBody(e.body)
+		}
+		for s.p.unconfirmed.len() > 0 {
+			m := s.p.unconfirmed.pop()
+			if m.records == 1 {
+				if m.reports == 0 {
+					s.undelivered(ctx, *m.body, &entry{time: m.time, level: m.level})
+				}
+			} else {
+				for line := range bytes.SplitSeq(*m.body, []byte("\n")) {
+					s.undelivered(ctx, line, nil)
 				}
 			}
-			s.q.release(e)
+			if m.records > 1 {
+				// Drop reports are not records: do not count them.
+				s.undeliv.Add(-int64(m.reports))
+			}
+			s.q.release(m)
 		}
 		if n := s.undeliv.Load(); n > 0 {
 			s.closeErr = fmt.Errorf("%w: %d of them", ErrUndelivered, n)
@@ -248,6 +263,15 @@ func (h *Handler) Close(ctx context.Context) error {
 		}
 	})
 	return s.closeErr
+}
+
+// undelivered counts a record that Close gives up on and hands it to the
+// fallback handler.
+func (s *shared) undelivered(ctx context.Context, body []byte, e *entry) {
+	s.undeliv.Add(1)
+	if s.opts.Fallback != nil {
+		fallback(ctx, s.opts.Fallback, body, e)
+	}
 }
 
 // Stats are the handler's counters. Once the buffer is empty,

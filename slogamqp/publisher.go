@@ -25,7 +25,14 @@ import (
 const (
 	HeaderLevel    = "level"
 	HeaderProducer = "producer"
-	HeaderSeq      = "seq"
+	HeaderSeq      = "seq"     // of the message's first record
+	HeaderRecords  = "records" // in batch mode: how many records the message holds
+)
+
+// Content types of message bodies.
+const (
+	ContentTypeJSON   = "application/json"     // one record
+	ContentTypeNDJSON = "application/x-ndjson" // a batch: one record per line
 )
 
 var errDrained = errors.New("slogamqp: drained")
@@ -39,11 +46,16 @@ type publisher struct {
 	producer string
 	headers  amqp.Table // reused: Publish serializes it before returning
 
-	unconfirmed ring   // taken from q, oldest first; the first sent were sent on this channel
-	sent        int    // how many of unconfirmed were sent on the current channel
-	seq         uint64 // last sequence number given out
+	unconfirmed ring[message] // taken from q, oldest first; the first sent were sent on this channel
+	sent        int           // how many of unconfirmed were sent on the current channel
+	seq         uint64        // last sequence number given out
 	sessions    int
 	draining    bool
+
+	// In batch mode, a partial batch waits up to Linger for more records.
+	linger      *time.Timer
+	lingering   bool // linger is running
+	lingerSpent bool // linger fired: send what is pending
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -73,6 +85,10 @@ func newPublisher(opts *Options, q *queue) *publisher {
 		done:     make(chan struct{}),
 	}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
+	if opts.Batch != nil {
+		p.linger = time.NewTimer(time.Hour)
+		p.linger.Stop()
+	}
 	return p
 }
 
@@ -133,6 +149,8 @@ func (p *publisher) session(ctx context.Context, conn *amqpconn.Conn, ready func
 		}
 		select {
 		case <-p.q.wake:
+		case <-p.lingerC():
+			p.lingering, p.lingerSpent = false, true
 		case <-p.drainSignal():
 			p.draining = true
 		case c, ok := <-confirms:
@@ -160,6 +178,13 @@ func (p *publisher) session(ctx context.Context, conn *amqpconn.Conn, ready func
 	}
 }
 
+func (p *publisher) lingerC() <-chan time.Time {
+	if !p.lingering {
+		return nil
+	}
+	return p.linger.C
+}
+
 // drainSignal returns the drain channel until the publisher has seen it.
 func (p *publisher) drainSignal() <-chan struct{} {
 	if p.draining {
@@ -168,31 +193,31 @@ func (p *publisher) drainSignal() <-chan struct{} {
 	return p.drain
 }
 
-// publishAll sends what is unsent, first the records left unconfirmed by a
-// lost channel, then new ones, while the window has room.
+// publishAll sends what is unsent, first the messages left unconfirmed by
+// a lost channel, then new ones, while the window has room.
 func (p *publisher) publishAll(ch *amqp.Channel, confirm bool) error {
 	for p.sent < p.opts.MaxInFlight {
 		fresh := p.sent == p.unconfirmed.len()
 		if fresh {
-			e, ok := p.q.take()
+			m, ok := p.next()
 			if !ok {
 				if !p.reportDrops() {
 					return nil
 				}
 				continue
 			}
-			p.seq++
-			e.seq = p.seq
-			p.unconfirmed.push(e)
-		} else {
-			p.resent.Add(1)
+			m.seq = p.seq + 1
+			p.seq += uint64(m.records)
+			p.unconfirmed.push(m)
 		}
-		e := p.unconfirmed.at(p.sent)
-		if err := p.publish(ch, e); err != nil {
+		m := p.unconfirmed.at(p.sent)
+		if err := p.publish(ch, m); err != nil {
 			return err
 		}
-		if fresh && !e.report {
-			p.published.Add(1)
+		if fresh {
+			p.published.Add(uint64(m.records - m.reports))
+		} else {
+			p.resent.Add(uint64(m.records - m.reports))
 		}
 		p.sent++
 		if !confirm {
@@ -202,34 +227,58 @@ func (p *publisher) publishAll(ch *amqp.Channel, confirm bool) error {
 	return nil
 }
 
-func (p *publisher) publish(ch *amqp.Channel, e *entry) error {
-	p.headers[HeaderLevel] = e.level.String()
+// next takes the next message from the queue. In batch mode, a batch
+// that is not full waits up to Linger for more records, unless the
+// handler is closing.
+func (p *publisher) next() (message, bool) {
+	b := p.opts.Batch
+	if b == nil {
+		return p.q.take()
+	}
+	if !p.q.full(b.MaxRecords, b.MaxBytes) && !p.lingerSpent && !p.draining {
+		if !p.lingering && !p.q.idle() {
+			p.linger.Reset(b.Linger)
+			p.lingering = true
+		}
+		return message{}, false
+	}
+	m, ok := p.q.takeBatch(b.MaxRecords, b.MaxBytes)
+	if !ok || m.records < b.MaxRecords {
+		p.lingerSpent = false // pending is spent: the next batch waits again
+	}
+	return m, ok
+}
+
+func (p *publisher) publish(ch *amqp.Channel, m *message) error {
+	p.headers[HeaderLevel] = m.level.String()
 	p.headers[HeaderProducer] = p.producer
-	p.headers[HeaderSeq] = int64(e.seq)
+	p.headers[HeaderSeq] = int64(m.seq)
+	contentType := ContentTypeJSON
+	if p.opts.Batch != nil {
+		contentType = ContentTypeNDJSON
+		p.headers[HeaderRecords] = int64(m.records)
+	}
 	mode := amqp.Transient
 	if p.opts.Persistent {
 		mode = amqp.Persistent
 	}
-	return ch.Publish(p.opts.Exchange, e.key, false, false, amqp.Publishing{
+	return ch.Publish(p.opts.Exchange, m.key, false, false, amqp.Publishing{
 		Headers:      p.headers,
-		ContentType:  "application/json",
+		ContentType:  contentType,
 		DeliveryMode: mode,
-		MessageId:    p.producer + "-" + strconv.FormatUint(e.seq, 10),
-		Timestamp:    e.time,
+		MessageId:    p.producer + "-" + strconv.FormatUint(m.seq, 10),
+		Timestamp:    m.time,
 		AppId:        p.opts.AppID,
-		Body:         *e.body,
+		Body:         *m.body,
 	})
 }
 
 func (p *publisher) confirmOldest() {
-	e := p.unconfirmed.pop()
+	m := p.unconfirmed.pop()
 	p.sent--
-	if e.report {
-		p.dropReports.Add(1)
-	} else {
-		p.confirmed.Add(1)
-	}
-	p.q.release(e)
+	p.dropReports.Add(uint64(m.reports))
+	p.confirmed.Add(uint64(m.records - m.reports))
+	p.q.release(m)
 }
 
 // reportDrops queues one record telling how many records were dropped

@@ -6,14 +6,26 @@ import (
 	"time"
 )
 
-// entry is one encoded record on its way to the broker.
+// entry is one encoded record waiting in the queue.
 type entry struct {
 	body   *[]byte // from bodies; the JSON object without its newline
 	time   time.Time
 	level  slog.Level
 	key    string // routing key
-	seq    uint64 // per-producer sequence number, set when first sent
 	report bool   // a drop report: outside the buffer's limits and counts
+}
+
+// message is what the publisher sends: one record or, in batch mode,
+// several. It is charged to the queue's limits until released.
+type message struct {
+	body    *[]byte
+	records int    // records it carries, drop reports included
+	reports int    // drop reports among them
+	bytes   int    // bytes charged to the queue
+	seq     uint64 // per-producer sequence number of its first record
+	time    time.Time
+	level   slog.Level
+	key     string
 }
 
 // bodies recycles record bodies, so that a steady stream of records
@@ -27,17 +39,17 @@ func freeBody(b *[]byte) {
 	bodies.Put(b)
 }
 
-// ring is a FIFO of entries that grows by doubling and never shrinks.
-type ring struct {
-	buf     []entry
+// ring is a FIFO that grows by doubling and never shrinks.
+type ring[T any] struct {
+	buf     []T
 	head, n int
 }
 
-func (r *ring) len() int { return r.n }
+func (r *ring[T]) len() int { return r.n }
 
-func (r *ring) push(e entry) {
+func (r *ring[T]) push(e T) {
 	if r.n == len(r.buf) {
-		buf := make([]entry, max(16, 2*len(r.buf)))
+		buf := make([]T, max(16, 2*len(r.buf)))
 		for i := range r.n {
 			buf[i] = *r.at(i)
 		}
@@ -47,23 +59,25 @@ func (r *ring) push(e entry) {
 	r.n++
 }
 
-func (r *ring) pop() entry {
+func (r *ring[T]) pop() T {
+	var zero T
 	e := r.buf[r.head]
-	r.buf[r.head] = entry{}
+	r.buf[r.head] = zero
 	r.head = (r.head + 1) % len(r.buf)
 	r.n--
 	return e
 }
 
-func (r *ring) at(i int) *entry { return &r.buf[(r.head+i)%len(r.buf)] }
+func (r *ring[T]) at(i int) *T { return &r.buf[(r.head+i)%len(r.buf)] }
 
 // queue is the bounded buffer between Handle and the publisher. Its limits
 // count every record from Handle until the broker confirms it, so memory
 // stays bounded however long the broker is away.
 type queue struct {
 	mu         sync.Mutex
-	pending    ring // not yet taken by the publisher
-	records    int  // pending plus taken and not yet released
+	pending    ring[entry] // not yet taken by the publisher
+	pendBytes  int         // bytes of pending
+	records    int         // pending plus taken and not yet released
 	bytes      int
 	reports    int // drop reports held, outside the limits
 	maxRecords int
@@ -106,6 +120,7 @@ func (q *queue) put(body []byte, e entry, evicted *[]entry) bool {
 		old := q.pending.pop()
 		q.records--
 		q.bytes -= len(*old.body)
+		q.pendBytes -= len(*old.body)
 		q.dropped++
 		q.unreported++
 		if evicted != nil {
@@ -117,6 +132,7 @@ func (q *queue) put(body []byte, e entry, evicted *[]entry) bool {
 	q.pending.push(e)
 	q.records++
 	q.bytes += size
+	q.pendBytes += size
 	first := q.pending.len() == 1
 	q.mu.Unlock()
 
@@ -129,28 +145,74 @@ func (q *queue) put(body []byte, e entry, evicted *[]entry) bool {
 	return true
 }
 
-// take hands the oldest pending record to the publisher, which releases it
-// once it is confirmed or given up.
-func (q *queue) take() (entry, bool) {
+// take hands the oldest pending record to the publisher as a message of
+// its own, charged to the queue until released.
+func (q *queue) take() (message, bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.pending.len() == 0 {
-		return entry{}, false
+		return message{}, false
 	}
-	return q.pending.pop(), true
+	e := q.pending.pop()
+	m := message{body: e.body, records: 1, time: e.time, level: e.level, key: e.key}
+	if e.report {
+		m.reports = 1
+	} else {
+		m.bytes = len(*e.body)
+		q.pendBytes -= m.bytes
+	}
+	return m, true
 }
 
-// release frees a record taken from the queue.
-func (q *queue) release(e entry) {
+// full reports whether pending holds at least a batch of records or bytes.
+func (q *queue) full(records, bytes int) bool {
 	q.mu.Lock()
-	if e.report {
-		q.reports--
-	} else {
-		q.records--
-		q.bytes -= len(*e.body)
+	defer q.mu.Unlock()
+	return q.pending.len() >= records || q.pendBytes >= bytes
+}
+
+// takeBatch hands the oldest pending records that share a routing key, up
+// to maxRecords and about maxBytes, to the publisher as one message whose
+// body holds them one per line (NDJSON).
+func (q *queue) takeBatch(maxRecords, maxBytes int) (message, bool) {
+	body := bodies.Get().(*[]byte)
+	*body = (*body)[:0]
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.pending.len() == 0 {
+		bodies.Put(body)
+		return message{}, false
 	}
+	first := q.pending.at(0)
+	m := message{body: body, time: first.time, level: first.level, key: first.key}
+	for q.pending.len() > 0 && m.records < maxRecords {
+		e := *q.pending.at(0)
+		if m.records > 0 && (e.key != m.key || len(*body)+len(*e.body) >= maxBytes) {
+			break
+		}
+		q.pending.pop()
+		*body = append(append(*body, *e.body...), '\n')
+		m.records++
+		if e.report {
+			m.reports++
+		} else {
+			m.bytes += len(*e.body)
+			q.pendBytes -= len(*e.body)
+		}
+		freeBody(e.body)
+	}
+	*body = (*body)[:len(*body)-1]
+	return m, true
+}
+
+// release frees a message once confirmed or given up.
+func (q *queue) release(m message) {
+	q.mu.Lock()
+	q.reports -= m.reports
+	q.records -= m.records - m.reports
+	q.bytes -= m.bytes
 	q.mu.Unlock()
-	freeBody(e.body)
+	freeBody(m.body)
 }
 
 // takeUnreported returns the drops not yet reported and marks them
@@ -196,7 +258,15 @@ func (q *queue) drain() []entry {
 	defer q.mu.Unlock()
 	out := make([]entry, 0, q.pending.len())
 	for q.pending.len() > 0 {
-		out = append(out, q.pending.pop())
+		e := q.pending.pop()
+		if e.report {
+			q.reports--
+		} else {
+			q.records--
+			q.bytes -= len(*e.body)
+			q.pendBytes -= len(*e.body)
+		}
+		out = append(out, e)
 	}
 	return out
 }
