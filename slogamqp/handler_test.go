@@ -286,3 +286,45 @@ func TestHandleAfterCloseDrops(t *testing.T) {
 		t.Errorf("stats after Close: %+v", st)
 	}
 }
+
+// TestHandleAllocatesNothing checks Handle's own cost in steady state: a
+// record encoded, buffered and, as the publisher does, taken and released.
+func TestHandleAllocatesNothing(t *testing.T) {
+	if testing.CoverMode() != "" || raceEnabled {
+		t.Skip("instrumented builds allocate")
+	}
+	errs := make(chan error, 1)
+	h, err := New(&Options{URL: "amqp://guest:guest@" + brokertest.FreeAddr(t) + "/", MinBackoff: time.Hour, MaxBackoff: time.Hour, BufferRecords: 64,
+		OnError: func(err error, _ time.Duration) {
+			select {
+			case errs <- err:
+			default:
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close(canceled())
+	<-errs // the publisher has tried once and now sleeps: it allocates nothing more
+	l := slog.New(h).With("svc", "api")
+	ctx := context.Background()
+	logOne := func() {
+		l.LogAttrs(ctx, slog.LevelInfo, "request served", slog.String("path", "/api/v1/orders"), slog.Int("status", 200), slog.Duration("took", 1500*time.Microsecond))
+	}
+	logOne() // warm the pools
+	drained := testing.AllocsPerRun(1000, func() {
+		logOne()
+		m, _ := h.s.q.take()
+		h.s.q.release(m)
+	})
+	full := testing.AllocsPerRun(1000, logOne) // fills the small buffer, then drops
+	if drained != 0 || full != 0 {
+		t.Errorf("allocations per record: %v while drained, %v while filling and dropping; want 0", drained, full)
+	}
+}
+
+func canceled() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}

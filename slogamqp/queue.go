@@ -19,6 +19,7 @@ type entry struct {
 // several. It is charged to the queue's limits until released.
 type message struct {
 	body    *[]byte
+	batch   bool   // body is from batchBodies
 	records int    // records it carries, drop reports included
 	reports int    // drop reports among them
 	bytes   int    // bytes charged to the queue
@@ -31,6 +32,11 @@ type message struct {
 // bodies recycles record bodies, so that a steady stream of records
 // allocates nothing.
 var bodies = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+// batchBodies recycles batch bodies apart from record bodies: a record
+// sitting in a batch-sized buffer would hold far more memory than the
+// buffer's byte limit counts.
+var batchBodies = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
 
 func freeBody(b *[]byte) {
 	if cap(*b) > 64<<10 { // let rare huge records go instead of pinning them
@@ -175,16 +181,16 @@ func (q *queue) full(records, bytes int) bool {
 // to maxRecords and about maxBytes, to the publisher as one message whose
 // body holds them one per line (NDJSON).
 func (q *queue) takeBatch(maxRecords, maxBytes int) (message, bool) {
-	body := bodies.Get().(*[]byte)
+	body := batchBodies.Get().(*[]byte)
 	*body = (*body)[:0]
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.pending.len() == 0 {
-		bodies.Put(body)
+		batchBodies.Put(body)
 		return message{}, false
 	}
 	first := q.pending.at(0)
-	m := message{body: body, time: first.time, level: first.level, key: first.key}
+	m := message{body: body, batch: true, time: first.time, level: first.level, key: first.key}
 	for q.pending.len() > 0 && m.records < maxRecords {
 		e := *q.pending.at(0)
 		if m.records > 0 && (e.key != m.key || len(*body)+len(*e.body) >= maxBytes) {
@@ -212,7 +218,11 @@ func (q *queue) release(m message) {
 	q.records -= m.records - m.reports
 	q.bytes -= m.bytes
 	q.mu.Unlock()
-	freeBody(m.body)
+	if m.batch {
+		batchBodies.Put(m.body)
+	} else {
+		freeBody(m.body)
+	}
 }
 
 // takeUnreported returns the drops not yet reported and marks them

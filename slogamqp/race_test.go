@@ -1,0 +1,5 @@
+//go:build race
+
+package slogamqp
+
+const raceEnabled = true
