@@ -35,8 +35,6 @@ const (
 	ContentTypeNDJSON = "application/x-ndjson" // a batch: one record per line
 )
 
-var errDrained = errors.New("slogamqp: drained")
-
 // publisher is the one goroutine that talks to the broker. It owns the
 // records it has taken from the queue until the broker confirms them.
 type publisher struct {
@@ -144,8 +142,7 @@ func (p *publisher) session(ctx context.Context, conn *amqpconn.Conn, ready func
 			}
 		}
 		if p.draining && p.unconfirmed.len() == 0 && p.q.idle() {
-			p.cancel()
-			return errDrained
+			return amqpconn.ErrDone
 		}
 		select {
 		case <-p.q.wake:

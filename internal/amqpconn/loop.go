@@ -2,6 +2,7 @@ package amqpconn
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -26,6 +27,11 @@ func (b Backoff) new() *backoff.ExponentialBackOff {
 	return eb
 }
 
+// ErrDone is returned by a Session that has finished its work: Run closes
+// the connection gracefully, so that the broker takes every frame sent
+// before, and returns without reconnecting.
+var ErrDone = errors.New("session done")
+
 // Session is one connected stretch of work. It calls ready once its topology
 // is declared, which resets the backoff, and returns when the connection or
 // its channel is lost, or when ctx is done.
@@ -40,7 +46,7 @@ func Run(ctx context.Context, cfg Config, b Backoff, session Session, report fun
 	eb := b.new()
 	for ctx.Err() == nil {
 		err := attempt(ctx, cfg, session, eb.Reset)
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || errors.Is(err, ErrDone) {
 			return
 		}
 		wait := eb.NextBackOff()
