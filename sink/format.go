@@ -106,15 +106,16 @@ var levelColors = map[slog.Level]string{
 // With color, the level is coloured; nothing from the record can add
 // control sequences of its own.
 func AppendText(buf []byte, r *Record, color bool) []byte {
-	if !r.Time.IsZero() {
-		buf = r.Time.AppendFormat(buf, "2006-01-02T15:04:05.000Z07:00")
+	if t := r.Time(); !t.IsZero() {
+		buf = t.AppendFormat(buf, "2006-01-02T15:04:05.000Z07:00")
 		buf = append(buf, ' ')
 	}
-	lv := r.Level.String()
+	level := r.Level()
+	lv := level.String()
 	if color {
-		c := levelColors[r.Level]
+		c := levelColors[level]
 		if c == "" {
-			c = levelColors[max(slog.LevelDebug, min(slog.LevelError, r.Level/4*4))]
+			c = levelColors[max(slog.LevelDebug, min(slog.LevelError, level/4*4))]
 		}
 		buf = append(buf, c...)
 		buf = append(buf, lv...)
@@ -126,8 +127,8 @@ func AppendText(buf []byte, r *Record, color bool) []byte {
 		buf = append(buf, ' ')
 	}
 	buf = append(buf, ' ')
-	buf = appendEscaped(buf, r.Msg, false)
-	for _, a := range r.Attrs {
+	buf = appendEscaped(buf, r.Msg(), false)
+	for _, a := range r.Attrs() {
 		buf = appendAttr(buf, "", a)
 	}
 	return append(buf, '\n')

@@ -37,8 +37,8 @@ func TestDecode(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := Decode([]byte(tc.body), tc.ctype, ts, 10+len(tc.body)*boolInt(tc.name != "too long"))
-			if r.Msg != tc.msg || r.Malformed != tc.malformed || r.Level != tc.level || string(r.JSON) != tc.json {
-				t.Errorf("Decode(%q) = msg %q malformed %q level %v json %s", tc.body, r.Msg, r.Malformed, r.Level, r.JSON)
+			if r.Msg() != tc.msg || r.Malformed != tc.malformed || r.Level() != tc.level || string(r.JSON) != tc.json {
+				t.Errorf("Decode(%q) = msg %q malformed %q level %v json %s", tc.body, r.Msg(), r.Malformed, r.Level(), r.JSON)
 			}
 		})
 	}

@@ -45,7 +45,7 @@ func TestTutorialEmitterToSink(t *testing.T) {
 	// Other tests may publish to "logs" too: look for ours.
 	waitFor(t, "the tutorial's record", func() bool {
 		for _, r := range out.all() {
-			if r.Msg == word {
+			if r.Msg() == word {
 				return true
 			}
 		}

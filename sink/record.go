@@ -13,17 +13,56 @@ import (
 	"github.com/logfan/logfan/internal/logrecord"
 )
 
-// Record is one log record as the sink received it.
+// Record is one log record as the sink received it. Its fields are
+// decoded from the JSON on first use, so that an output that needs only
+// the JSON, such as a file, never pays for them.
 type Record struct {
-	Time  time.Time
-	Level slog.Level
-	Msg   string
-	Attrs []slog.Attr
 	// JSON is the record as one line of JSON: the body as published when it
-	// was a JSON object, else an object made from the fields above.
+	// was a JSON object, else an object made from the text.
 	JSON []byte
 	// Malformed says why the body was not a clean record, or is "".
 	Malformed string
+
+	ts     time.Time // the AMQP timestamp or the time of receipt
+	parsed bool
+	time   time.Time
+	level  slog.Level
+	msg    string
+	attrs  []slog.Attr
+}
+
+// Time is the record's time, else the message's timestamp, else the time
+// the sink received it.
+func (r *Record) Time() time.Time { r.parse(); return r.time }
+
+// Level is the record's level; INFO when it has none.
+func (r *Record) Level() slog.Level { r.parse(); return r.level }
+
+// Msg is the record's message.
+func (r *Record) Msg() string { r.parse(); return r.msg }
+
+// Attrs are the record's attributes other than time, level and message,
+// in order, with nested objects as groups.
+func (r *Record) Attrs() []slog.Attr { r.parse(); return r.attrs }
+
+func (r *Record) parse() {
+	if r.parsed {
+		return
+	}
+	r.parsed = true
+	p, err := logrecord.Parse(r.JSON)
+	if err != nil { // not reached: Decode checked the JSON
+		r.time, r.level, r.msg = r.ts, slog.LevelInfo, string(r.JSON)
+		return
+	}
+	r.time, r.level, r.msg = p.Time, p.Level, p.Message
+	if r.time.IsZero() {
+		r.time = r.ts
+	}
+	p.Attrs(func(a slog.Attr) bool {
+		r.attrs = append(r.attrs, a)
+		return true
+	})
 }
 
 // Decode turns a message body into a Record. It never fails: a body that
@@ -40,24 +79,16 @@ func Decode(body []byte, contentType string, ts time.Time, maxBody int) Record {
 	}
 	trimmed := bytes.TrimSpace(body)
 	looksJSON := len(trimmed) > 0 && trimmed[0] == '{'
-	if malformed == "" && looksJSON {
-		if r, err := logrecord.Parse(trimmed); err == nil {
-			rec := Record{Time: r.Time, Level: r.Level, Msg: r.Message, JSON: trimmed}
-			r.Attrs(func(a slog.Attr) bool {
-				rec.Attrs = append(rec.Attrs, a)
-				return true
-			})
-			if rec.Time.IsZero() {
-				rec.Time = ts
-			}
-			if bytes.ContainsAny(trimmed, "\r\n") {
-				// Valid JSON spread over lines would break one record per line.
-				var c bytes.Buffer
-				json.Compact(&c, trimmed)
-				rec.JSON = c.Bytes()
-			}
-			return rec
+	// Valid rejects trailing data: a '{' that is valid is one object.
+	if malformed == "" && looksJSON && json.Valid(trimmed) {
+		rec := Record{JSON: trimmed, ts: ts}
+		if bytes.ContainsAny(trimmed, "\r\n") {
+			// Valid JSON spread over lines would break one record per line.
+			var c bytes.Buffer
+			json.Compact(&c, trimmed)
+			rec.JSON = c.Bytes()
 		}
+		return rec
 	}
 	switch {
 	case malformed != "":
@@ -68,9 +99,9 @@ func Decode(body []byte, contentType string, ts time.Time, maxBody int) Record {
 	case looksJSON || strings.HasPrefix(contentType, "application/json"):
 		malformed = "invalid JSON"
 	}
-	rec := Record{Time: ts, Level: slog.LevelInfo, Msg: strings.ToValidUTF8(string(body), "\uFFFD"), Malformed: malformed}
+	rec := Record{Malformed: malformed, ts: ts, parsed: true, time: ts, level: slog.LevelInfo, msg: strings.ToValidUTF8(string(body), "\uFFFD")}
 	if malformed != "" {
-		rec.Attrs = []slog.Attr{slog.String("malformed", malformed)}
+		rec.attrs = []slog.Attr{slog.String("malformed", malformed)}
 	}
 	rec.JSON = rec.encodeJSON()
 	return rec
@@ -79,8 +110,8 @@ func Decode(body []byte, contentType string, ts time.Time, maxBody int) Record {
 // encodeJSON writes the record as slog.JSONHandler would.
 func (r *Record) encodeJSON() []byte {
 	var buf bytes.Buffer
-	rec := slog.NewRecord(r.Time, r.Level, r.Msg, 0)
-	rec.AddAttrs(r.Attrs...)
+	rec := slog.NewRecord(r.time, r.level, r.msg, 0)
+	rec.AddAttrs(r.attrs...)
 	slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.Level(-1 << 20)}).Handle(context.Background(), rec)
 	return bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
 }

@@ -244,8 +244,23 @@ func (s *Sink) session(ctx context.Context, conn *amqpconn.Conn, ready func()) e
 		s.diag("connected to %s: queue %s bound to exchange %q", amqpconn.Redact(s.opts.URL), q.Name, s.opts.Exchange)
 	}
 
-	batchMax := max(1, s.opts.Prefetch/2)
-	var last uint64
+	// Records are written and acknowledged together, every commitEvery or
+	// sooner when half the prefetch window or maxBatch records wait: a
+	// commit per message would cost a flush and an ack frame each.
+	maxMessages := max(1, s.opts.Prefetch/2)
+	var pending uint64 // highest delivery tag not yet acknowledged
+	messages := 0
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
+	var due <-chan time.Time
+	commit := func() error {
+		due = nil
+		timer.Stop()
+		tag := pending
+		pending, messages = 0, 0
+		return s.commit(ctx, ch, tag)
+	}
 	for {
 		select {
 		case d, ok := <-deliveries:
@@ -253,22 +268,17 @@ func (s *Sink) session(ctx context.Context, conn *amqpconn.Conn, ready func()) e
 				return errors.New("channel closed")
 			}
 			s.receive(&d)
-			last = d.DeliveryTag
-			// Take what is already here, then write and ack it as one.
-		more:
-			for len(s.batch) < batchMax {
-				select {
-				case d, ok := <-deliveries:
-					if !ok {
-						break more
-					}
-					s.receive(&d)
-					last = d.DeliveryTag
-				default:
-					break more
+			pending = d.DeliveryTag
+			if messages++; messages >= maxMessages || len(s.batch) >= maxBatch {
+				if err := commit(); err != nil {
+					return err
 				}
+			} else if due == nil {
+				timer.Reset(commitEvery)
+				due = timer.C
 			}
-			if err := s.commit(ctx, ch, last); err != nil {
+		case <-due:
+			if err := commit(); err != nil {
 				return err
 			}
 		case <-ctx.Done():
@@ -277,17 +287,24 @@ func (s *Sink) session(ctx context.Context, conn *amqpconn.Conn, ready func()) e
 			}
 			for d := range deliveries {
 				s.receive(&d)
-				last = d.DeliveryTag
+				pending = d.DeliveryTag
 			}
-			if last != 0 {
-				if err := s.commit(ctx, ch, last); err != nil {
+			if pending != 0 {
+				if err := commit(); err != nil {
 					return err
 				}
 			}
-			return ctx.Err()
+			return amqpconn.ErrDone
 		}
 	}
 }
+
+// A commit writes what was received at most commitEvery ago, and at most
+// maxBatch records at once.
+const (
+	commitEvery = 20 * time.Millisecond
+	maxBatch    = 10000
+)
 
 // receive decodes a delivery, one record or a batch of them, and adds
 // each record to the batch unless it is a duplicate or filtered out.
@@ -330,7 +347,7 @@ func (s *Sink) receiveRecord(body []byte, contentType string, ts time.Time, prod
 	if rec.Malformed != "" {
 		s.malformed.Add(1)
 	}
-	if s.opts.Level != nil && rec.Level < s.opts.Level.Level() {
+	if s.opts.Level != nil && rec.Level() < s.opts.Level.Level() {
 		s.filtered.Add(1)
 		return
 	}

@@ -166,7 +166,7 @@ func TestReconnectReportsGap(t *testing.T) {
 		t.Errorf("diagnostics:\n%s", d.String())
 	}
 	recs := out.all()
-	if got := recs[100].Attrs[0].Value.Int64(); got != 150 {
+	if got := recs[100].Attrs()[0].Value.Int64(); got != 150 {
 		t.Errorf("first record after the gap has i=%d", got)
 	}
 }
@@ -304,13 +304,13 @@ func TestBatchesDedupeAndGapsPerRecord(t *testing.T) {
 	publish(1, `{"msg":"a"}`, `{"msg":"b"}`, `{"msg":"c"}`)
 	publish(1, `{"msg":"a"}`, `{"msg":"b"}`, `{"msg":"c"}`) // resent
 	publish(6, `{"msg":"f"}`, `not json`)                   // 4 and 5 missing
-	waitFor(t, "every record", func() bool { return s.Stats().Received == 8 })
+	waitFor(t, "every record", func() bool { st := s.Stats(); return st.Received == 8 && st.Written == 5 })
 	if st := s.Stats(); st.Written != 5 || st.Duplicates != 3 || st.Missed != 2 || st.Malformed != 1 {
 		t.Errorf("stats %v", st)
 	}
 	var msgs []string
 	for _, r := range out.all() {
-		msgs = append(msgs, r.Msg)
+		msgs = append(msgs, r.Msg())
 	}
 	if got := strings.Join(msgs, ","); got != "a,b,c,f,not json" {
 		t.Errorf("written %s", got)
@@ -327,11 +327,11 @@ func TestLevelFilter(t *testing.T) {
 	l.Info("dropped")
 	l.Warn("kept")
 	l.Error("kept too")
-	waitFor(t, "three records", func() bool { return s.Stats().Received == 3 })
+	waitFor(t, "three records", func() bool { st := s.Stats(); return st.Received == 3 && st.Written == 2 })
 	if st := s.Stats(); st.Filtered != 1 || st.Written != 2 {
 		t.Errorf("stats %v", st)
 	}
-	if recs := out.all(); len(recs) != 2 || recs[0].Msg != "kept" {
+	if recs := out.all(); len(recs) != 2 || recs[0].Msg() != "kept" {
 		t.Errorf("records %v", recs)
 	}
 }

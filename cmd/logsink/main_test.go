@@ -125,8 +125,14 @@ func TestSignals(t *testing.T) {
 		t.Fatalf("first line %q", l)
 	}
 	emit(t, url, ex, "first record")
-	signals <- syscall.SIGUSR1
-	for l := stderr.next(t); !strings.Contains(l, "received="); l = stderr.next(t) {
+	// SIGUSR1 prints the counters: ask until the record is written.
+	for written := false; !written; {
+		signals <- syscall.SIGUSR1
+		l := stderr.next(t)
+		for !strings.Contains(l, "received=") {
+			l = stderr.next(t)
+		}
+		written = strings.Contains(l, "written=1 ")
 	}
 	if err := os.Rename(path, path+".1"); err != nil { // as logrotate does
 		t.Fatal(err)
