@@ -1,0 +1,357 @@
+// Command logbench measures records per second end to end against the
+// broker at -url, in one run, so that the figures are ratios on the same
+// machine:
+//
+//	(a) a bare amqp091-go publish loop, no confirms, into a fanout with one
+//	    consuming queue: the baseline;
+//	(b) slogamqp (confirms on) -> broker -> sink -> file;
+//	(c) the same with confirms off;
+//	(d) the same as (b) in batch mode.
+//
+// The sink runs in a child process, so that its CPU share and peak RSS are
+// its own.
+//
+//	go run ./cmd/logbench -duration 5s
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/logfan/logfan/internal/amqpconn"
+	"github.com/logfan/logfan/internal/cli"
+	"github.com/logfan/logfan/sink"
+	"github.com/logfan/logfan/slogamqp"
+)
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "-sink-child" {
+		os.Exit(cli.ExitCode("logbench", sinkChild(os.Args[2:]), os.Stderr))
+	}
+	err := Run(context.Background(), os.Args[1:], os.Stdout, os.Stderr)
+	os.Exit(cli.ExitCode("logbench", err, os.Stderr))
+}
+
+type result struct {
+	name      string
+	records   uint64
+	elapsed   time.Duration
+	dropped   uint64
+	lost      int64 // handled - dropped - written: must be 0
+	sinkCPU   float64
+	sinkRSS   int64 // kB
+	pubRSS    int64 // kB
+	maxBehind uint64
+}
+
+func (r result) rate() float64 { return float64(r.records) / r.elapsed.Seconds() }
+
+// Run runs every scenario and prints a table.
+func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("logbench", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	url := fs.String("url", "", "broker `URL` (default $AMQP_URL, else "+amqpconn.Redact(amqpconn.DefaultURL)+")")
+	duration := fs.Duration("duration", 5*time.Second, "how long each scenario publishes")
+	size := fs.Int("size", 200, "approximate `bytes` per record")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(stderr, "Usage: logbench [-url URL] [-duration 5s] [-size 200]")
+			fs.SetOutput(stderr)
+			fs.PrintDefaults()
+			return err
+		}
+		return cli.Usage(err)
+	}
+	if *duration <= 0 || *size < 100 {
+		return cli.Usage(errors.New("-duration must be positive and -size at least 100"))
+	}
+	u := amqpconn.URLFromEnv(*url)
+	dir, err := os.MkdirTemp("", "logbench")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+
+	fmt.Fprintf(stdout, "logbench: %d-byte records, %v per scenario, broker %s, %d CPUs\n", *size, *duration, amqpconn.Redact(u), numCPU())
+	var results []result
+	base, err := bare(u, *duration, *size)
+	if err != nil {
+		return fmt.Errorf("(a) bare loop: %w", err)
+	}
+	results = append(results, base)
+	for _, sc := range []struct {
+		name string
+		opts slogamqp.Options
+	}{
+		{"(b) handler, confirms on", slogamqp.Options{}},
+		{"(c) handler, confirms off", slogamqp.Options{DisableConfirms: true}},
+		{"(d) handler, batch mode", slogamqp.Options{Batch: &slogamqp.BatchOptions{}}},
+	} {
+		r, err := endToEnd(ctx, u, dir, sc.name, sc.opts, *duration, *size)
+		if err != nil {
+			return fmt.Errorf("%s: %w", sc.name, err)
+		}
+		results = append(results, r)
+	}
+
+	fmt.Fprintf(stdout, "\n%-28s %12s %8s %8s %6s %9s %11s %11s %10s\n", "scenario", "records/s", "ratio", "dropped", "lost", "sink CPU", "sink RSS", "pub RSS", "max behind")
+	for _, r := range results {
+		fmt.Fprintf(stdout, "%-28s %12.0f %7.2fx %8d %6d %8.0f%% %8d kB %8d kB %10d\n",
+			r.name, r.rate(), r.rate()/base.rate(), r.dropped, r.lost, 100*r.sinkCPU, r.sinkRSS, r.pubRSS, r.maxBehind)
+	}
+	for _, r := range results {
+		if r.lost != 0 {
+			return fmt.Errorf("%s lost %d records", r.name, r.lost)
+		}
+	}
+	return nil
+}
+
+func payload(size int) string { return strings.Repeat("x", max(0, size-150)) }
+
+// bare is the baseline: amqp091-go publishing without confirms to a
+// fanout exchange whose one queue a consumer drains.
+func bare(url string, d time.Duration, size int) (result, error) {
+	conn, err := amqp.Dial(url)
+	if err != nil {
+		return result{}, amqpconn.RedactError(err, url)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		return result{}, err
+	}
+	ex := fmt.Sprintf("logbench-%d", time.Now().UnixNano())
+	if err := ch.ExchangeDeclare(ex, "fanout", false, true, false, false, nil); err != nil {
+		return result{}, err
+	}
+	cconn, err := amqp.Dial(url)
+	if err != nil {
+		return result{}, err
+	}
+	defer cconn.Close()
+	cch, err := cconn.Channel()
+	if err != nil {
+		return result{}, err
+	}
+	q, err := cch.QueueDeclare("", false, true, true, false, nil)
+	if err != nil {
+		return result{}, err
+	}
+	if err := cch.QueueBind(q.Name, "", ex, false, nil); err != nil {
+		return result{}, err
+	}
+	deliveries, err := cch.Consume(q.Name, "", true, true, false, false, nil)
+	if err != nil {
+		return result{}, err
+	}
+	body := []byte(`{"time":"2026-11-29T09:00:00.000Z","level":"INFO","msg":"request served","path":"/api/v1/orders","status":200,"pad":"` + payload(size) + `"}`)
+	resetPeakRSS()
+	start := time.Now()
+	var sent uint64
+	for time.Since(start) < d {
+		for range 100 {
+			if err := ch.Publish(ex, "", false, false, amqp.Publishing{ContentType: "application/json", Body: body}); err != nil {
+				return result{}, err
+			}
+			sent++
+		}
+	}
+	var got uint64
+	var last time.Time
+	timeout := time.After(2*d + 30*time.Second)
+	for got < sent {
+		select {
+		case <-deliveries:
+			got++
+			last = time.Now()
+		case <-timeout:
+			return result{}, fmt.Errorf("received %d of %d", got, sent)
+		}
+	}
+	return result{name: "(a) bare amqp091 loop", records: got, elapsed: last.Sub(start), pubRSS: peakRSS(os.Getpid())}, nil
+}
+
+// endToEnd logs records through a handler to a sink in a child process
+// that writes them to a file, and waits until every record is written or
+// counted dropped.
+func endToEnd(ctx context.Context, url, dir, name string, opts slogamqp.Options, d time.Duration, size int) (result, error) {
+	ex := fmt.Sprintf("logbench-%d", time.Now().UnixNano())
+	self, err := os.Executable()
+	if err != nil {
+		return result{}, err
+	}
+	child := exec.CommandContext(ctx, self, "-sink-child", url, ex, filepath.Join(dir, ex+".log"))
+	child.Env = os.Environ()
+	out, err := child.StdoutPipe()
+	if err != nil {
+		return result{}, err
+	}
+	child.Stderr = os.Stderr
+	if err := child.Start(); err != nil {
+		return result{}, err
+	}
+	exited := make(chan struct{})
+	defer func() {
+		// Let the child stop cleanly (it may be writing a profile).
+		child.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			child.Process.Kill()
+			<-exited
+		}
+	}()
+	written := make(chan uint64, 1000)
+	go func() {
+		defer close(exited)
+		defer child.Wait()
+		defer close(written)
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			n, err := strconv.ParseUint(sc.Text(), 10, 64)
+			if err == nil {
+				written <- n
+			}
+		}
+	}()
+	if _, ok := <-written; !ok { // the child prints 0 once connected
+		return result{}, errors.New("sink child ended")
+	}
+
+	opts.URL, opts.Exchange, opts.AppID = url, ex, "logbench"
+	opts.OnError = func(err error, _ time.Duration) { fmt.Fprintf(os.Stderr, "logbench: %v\n", err) }
+	h, err := slogamqp.New(&opts)
+	if err != nil {
+		return result{}, err
+	}
+	l := slog.New(h)
+	pad := payload(size)
+	limit := 16384 / 2
+	resetPeakRSS()
+	start := time.Now()
+	var wrote, maxBehind uint64
+	for i := 0; time.Since(start) < d; i++ {
+		// Hold back while the handler's buffer is half full: the figure is
+		// what reaches the file, not what is dropped.
+		for h.Stats().Buffered > limit {
+			time.Sleep(50 * time.Microsecond)
+		}
+		for range 100 {
+			l.LogAttrs(ctx, slog.LevelInfo, "request served", slog.String("path", "/api/v1/orders"), slog.Int("status", 200), slog.String("pad", pad))
+		}
+		select {
+		case wrote = <-written:
+			if c := h.Stats().Confirmed; c > wrote && c-wrote > maxBehind {
+				maxBehind = c - wrote
+			}
+		default:
+		}
+	}
+	closeCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := h.Close(closeCtx); err != nil {
+		return result{}, err
+	}
+	st := h.Stats()
+	want := st.Handled - st.Dropped - uint64(st.Undelivered)
+	if opts.Batch == nil {
+		want += st.DropReports
+	}
+	var last time.Time
+	timeout := time.After(60 * time.Second)
+	for wrote < want+st.DropReports && wrote != want {
+		select {
+		case n, ok := <-written:
+			if !ok {
+				return result{}, errors.New("sink child ended")
+			}
+			if n != wrote {
+				last = time.Now()
+			}
+			wrote = n
+		case <-timeout:
+			return result{}, fmt.Errorf("sink wrote %d of %d records", wrote, want)
+		}
+	}
+	if last.IsZero() {
+		last = time.Now()
+	}
+	cpu := cpuSeconds(child.Process.Pid)
+	r := result{
+		name: name, records: wrote, elapsed: last.Sub(start), dropped: st.Dropped,
+		lost:    int64(st.Handled) - int64(st.Dropped) - int64(wrote-st.DropReports),
+		sinkCPU: cpu / last.Sub(start).Seconds(), sinkRSS: peakRSS(child.Process.Pid), pubRSS: peakRSS(os.Getpid()),
+		maxBehind: maxBehind,
+	}
+	return r, nil
+}
+
+// sinkChild runs a sink writing to a file and prints how many records it
+// has written, every 20ms, starting with 0 once connected.
+func sinkChild(args []string) error {
+	if len(args) != 3 {
+		return cli.Usage(errors.New("-sink-child URL EXCHANGE FILE"))
+	}
+	file, err := sink.NewFile(sink.FileOptions{Path: args[2], MaxSizeMB: 1 << 20})
+	if err != nil {
+		return err
+	}
+	connected := make(chan struct{}, 1)
+	s, err := sink.New(&sink.Options{URL: args[0], Exchange: args[1], Outputs: []sink.Output{file}, Diag: connWatch(connected)})
+	if err != nil {
+		return err
+	}
+	if path := os.Getenv("LOGBENCH_SINK_CPUPROFILE"); path != "" {
+		f, err := os.Create(path + "." + args[1])
+		if err != nil {
+			return err
+		}
+		pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
+	}
+	ctx, stop := signalContext()
+	defer stop()
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	<-connected
+	fmt.Println(0)
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case err := <-done:
+			return err
+		case <-t.C:
+			fmt.Println(s.Stats().Written)
+		}
+	}
+}
+
+type connWatch chan struct{}
+
+func (c connWatch) Write(p []byte) (int, error) {
+	if strings.Contains(string(p), "connected") {
+		select {
+		case c <- struct{}{}:
+		default:
+		}
+	}
+	return len(p), nil
+}
