@@ -3,9 +3,11 @@ package slogamqp
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -441,4 +443,40 @@ func (w lockedWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.w.Write(p)
+}
+
+// TestTLS publishes over amqps:// through a TLS listener whose certificate
+// a CA made by the test signed: it works with that CA, and fails clearly
+// with another one, verifying the server by default.
+func TestTLS(t *testing.T) {
+	url := brokertest.URL(t)
+	ca := brokertest.NewCA(t)
+	p := brokertest.NewTLSProxy(t, ca, brokertest.Host(t, url))
+	_, port, _ := net.SplitHostPort(p.Addr())
+	tlsURL := strings.Replace(brokertest.WithHost(t, url, "localhost:"+port), "amqp://", "amqps://", 1)
+
+	t.Run("trusted", func(t *testing.T) {
+		ex := brokertest.Name("test-tls")
+		q := brokertest.Bind(t, ex, "fanout", "", true)
+		h, _ := live(t, Options{URL: tlsURL, TLSConfig: &tls.Config{RootCAs: ca.Pool}, Exchange: ex})
+		slog.New(h).Info("over TLS")
+		if m := decode(t, string(q.Next(t, wait).Body)); m["msg"] != "over TLS" {
+			t.Errorf("got %v", m)
+		}
+	})
+	t.Run("unknown CA", func(t *testing.T) {
+		h, errs := live(t, Options{URL: tlsURL, TLSConfig: &tls.Config{RootCAs: brokertest.NewCA(t).Pool}, Exchange: brokertest.Name("test-tls")})
+		if err := <-errs; !strings.Contains(err.Error(), "certificate signed by unknown authority") {
+			t.Errorf("error %v, want it to name the certificate problem", err)
+		}
+		if st := h.Stats(); st.Connected || st.Confirmed != 0 {
+			t.Errorf("stats %+v", st)
+		}
+	})
+	t.Run("system roots by default", func(t *testing.T) {
+		_, errs := live(t, Options{URL: tlsURL, Exchange: brokertest.Name("test-tls")})
+		if err := <-errs; !strings.Contains(err.Error(), "certificate") {
+			t.Errorf("error %v, want a certificate error", err)
+		}
+	})
 }

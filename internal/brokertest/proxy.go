@@ -1,7 +1,6 @@
 package brokertest
 
 import (
-	"io"
 	"net"
 	"sync"
 	"testing"
@@ -30,6 +29,10 @@ func NewProxy(t testing.TB, target string) *Proxy {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return newProxy(t, ln, target)
+}
+
+func newProxy(t testing.TB, ln net.Listener, target string) *Proxy {
 	p := &Proxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}, open: make(chan struct{})}
 	close(p.open)
 	p.wg.Add(1)
@@ -96,9 +99,6 @@ func (p *Proxy) pipe(dst, src net.Conn) {
 			}
 		}
 		if err != nil {
-			if err != io.EOF {
-				return
-			}
 			return
 		}
 	}
