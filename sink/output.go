@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"io"
 	"os"
+	"path/filepath"
 	"sync"
 
 	"github.com/DeRuina/timberjack"
@@ -81,18 +82,23 @@ type File struct {
 	line []byte
 }
 
-// NewFile opens (creating if needed) the file at once, so that a bad path
-// or a missing permission shows at start.
+// NewFile checks at once that the file can be opened (creating it and
+// its folder if needed), so that a bad path or a missing permission shows
+// at start; a full disk shows later, as write errors that the sink retries.
 func NewFile(opts FileOptions) (*File, error) {
 	if opts.Mode == 0 {
 		opts.Mode = 0o640
 	}
-	f := &File{opts: opts}
-	f.open()
-	if _, err := f.lj.Write(nil); err != nil {
-		f.lj.Close()
+	if err := os.MkdirAll(filepath.Dir(opts.Path), 0o750); err != nil {
 		return nil, err
 	}
+	fh, err := os.OpenFile(opts.Path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, opts.Mode)
+	if err != nil {
+		return nil, err
+	}
+	fh.Close()
+	f := &File{opts: opts}
+	f.open()
 	return f, nil
 }
 

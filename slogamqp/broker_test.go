@@ -480,3 +480,51 @@ func TestTLS(t *testing.T) {
 		}
 	})
 }
+
+// TestRefusalsNameTheirCause: a wrong password and a missing virtual host
+// are refusals that retrying cannot fix, reported with their cause and
+// without the password, and retried only at the maximum backoff.
+func TestRefusalsNameTheirCause(t *testing.T) {
+	url := brokertest.URL(t)
+	for _, tc := range []struct {
+		name, url, want string
+	}{
+		{"wrong password", strings.Replace(brokertest.WithHost(t, url, brokertest.Host(t, url)), "://", "://logfan-nobody:s3cret@", 1), "wrong user name or password"},
+		{"missing vhost", strings.TrimSuffix(url, "/") + "/logfan-no-such-vhost", "virtual host"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			type report struct {
+				err     error
+				retryIn time.Duration
+			}
+			reports := make(chan report, 10)
+			const maxBackoff = 300 * time.Millisecond
+			h, err := New(&Options{URL: tc.url, MinBackoff: time.Millisecond, MaxBackoff: maxBackoff, OnError: func(err error, retryIn time.Duration) {
+				select {
+				case reports <- report{err, retryIn}:
+				default:
+				}
+			}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer h.Close(canceled())
+			start := time.Now()
+			slog.New(h).Info("the application goes on")
+			r := <-reports
+			if !amqpconn.IsRefused(r.err) || !strings.Contains(r.err.Error(), tc.want) || strings.Contains(r.err.Error(), "s3cret") {
+				t.Errorf("error %q, want a refusal mentioning %q without the password", r.err, tc.want)
+			}
+			if r.retryIn != maxBackoff {
+				t.Errorf("retry in %v, want the maximum backoff %v", r.retryIn, maxBackoff)
+			}
+			<-reports
+			if d := time.Since(start); d < maxBackoff {
+				t.Errorf("second attempt after %v, sooner than the maximum backoff", d)
+			}
+			if st := h.Stats(); st.Buffered != 1 || st.Connected {
+				t.Errorf("stats %+v", st)
+			}
+		})
+	}
+}
