@@ -3,11 +3,16 @@ package sink
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"log/slog"
 	"strings"
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/logfan/logfan/slogamqp"
 )
 
 var ts = time.Date(2026, 11, 29, 9, 0, 0, 123e6, time.UTC)
@@ -113,6 +118,40 @@ func FuzzDecodeFormat(f *testing.F) {
 		checkSafeLine(t, body, js)
 		if !json.Valid(js) {
 			t.Fatalf("%q: JSON output %q is not valid", body, js)
+		}
+	})
+}
+
+// FuzzReceive feeds deliveries, batches or not, with any headers, to the
+// sink's receiving side: it never panics, keeps one record per line of a
+// batch, and every record it keeps is one line of valid JSON.
+func FuzzReceive(f *testing.F) {
+	f.Add([]byte("{\"msg\":\"a\"}\n{\"msg\":\"b\"}"), slogamqp.ContentTypeNDJSON, "p1", int64(1))
+	f.Add([]byte("{\"msg\":\"a\"}\n\nnot json\n\xff"), slogamqp.ContentTypeNDJSON, "p1", int64(-5))
+	f.Add([]byte("Info: Hello World"), "", "", int64(0))
+	f.Add([]byte(`{"msg":"x"}`), slogamqp.ContentTypeJSON, "p2", int64(1<<62))
+	f.Fuzz(func(t *testing.T, body []byte, contentType, producer string, seq int64) {
+		s, err := New(&Options{URL: "amqp://localhost/", Outputs: []Output{&memOutput{}}, Diag: io.Discard})
+		if err != nil {
+			t.Fatal(err)
+		}
+		headers := amqp.Table{slogamqp.HeaderProducer: producer, slogamqp.HeaderSeq: seq}
+		s.receive(&amqp.Delivery{Body: body, ContentType: contentType, Headers: headers})
+		s.receive(&amqp.Delivery{Body: body, ContentType: contentType, Headers: headers}) // a resend
+		want := uint64(1)
+		if contentType == slogamqp.ContentTypeNDJSON {
+			want = uint64(bytes.Count(body, []byte("\n")) + 1)
+		}
+		st := s.Stats()
+		if st.Received != 2*want || uint64(len(s.batch))+st.Duplicates != 2*want {
+			t.Fatalf("%d records in the body: stats %v, %d kept", want, st, len(s.batch))
+		}
+		for i := range s.batch {
+			line := append(s.batch[i].JSON, '\n')
+			checkSafeLine(t, body, AppendJSON(nil, &s.batch[i]))
+			if !json.Valid(s.batch[i].JSON) || bytes.Count(line, []byte("\n")) != 1 {
+				t.Fatalf("record %q is not one line of valid JSON", s.batch[i].JSON)
+			}
 		}
 	})
 }

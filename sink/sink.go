@@ -195,7 +195,7 @@ func (s *Sink) Run(ctx context.Context) error {
 		},
 		func(err error, retryIn time.Duration) {
 			if ctx.Err() == nil {
-				s.diag("%v; retrying at %s", err, time.Now().Add(retryIn).Format(time.TimeOnly))
+				s.diag("%s: %v; retrying at %s", amqpconn.Redact(s.opts.URL), err, time.Now().Add(retryIn).Format(time.TimeOnly))
 			}
 		})
 	var errs []error

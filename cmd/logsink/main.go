@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 
 	"github.com/logfan/logfan/internal/amqpconn"
@@ -63,6 +64,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, signals <
 	maxBackups := fs.Int("max-backups", 0, "keep at most this many rotated `files` (0: all)")
 	maxAge := fs.Int("max-age", 0, "delete rotated files older than this many `days` (0: never)")
 	compress := fs.Bool("compress", false, "gzip rotated files")
+	fileMode := fs.String("file-mode", "0640", "permission `bits` of new files, in octal")
 	toStderr := fs.Bool("stderr", false, "show records on standard error (the default without -file)")
 	toStdout := fs.Bool("stdout", false, "show records on standard output")
 	format := fs.String("format", sink.FormatText, "screen `format`: text or json")
@@ -87,6 +89,10 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, signals <
 	if *maxSize <= 0 || *maxBackups < 0 || *maxAge < 0 || *prefetch <= 0 {
 		return cli.Usage(errors.New("-max-size and -prefetch must be positive, -max-backups and -max-age not negative"))
 	}
+	mode, err := strconv.ParseUint(*fileMode, 8, 32)
+	if err != nil || mode > 0o777 || mode == 0 {
+		return cli.Usage(fmt.Errorf("invalid -file-mode %q: want octal permission bits such as 0640", *fileMode))
+	}
 	var minLevel slog.Leveler
 	if *level != "" {
 		var lv slog.Level
@@ -110,7 +116,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, signals <
 		screen(f, stdout)
 	}
 	if *file != "" {
-		out, err := sink.NewFile(sink.FileOptions{Path: *file, MaxSizeMB: *maxSize, MaxBackups: *maxBackups, MaxAgeDays: *maxAge, Compress: *compress})
+		out, err := sink.NewFile(sink.FileOptions{Path: *file, MaxSizeMB: *maxSize, MaxBackups: *maxBackups, MaxAgeDays: *maxAge, Compress: *compress, Mode: os.FileMode(mode)})
 		if err != nil {
 			return cli.Usage(fmt.Errorf("cannot write -file: %w", err))
 		}

@@ -82,7 +82,7 @@ func (w *watcher) next(t *testing.T) string {
 func TestBadUsageExitsTwoWithOneLine(t *testing.T) {
 	for _, args := range [][]string{
 		{"-bogus"}, {"-format", "xml"}, {"-level", "loud"}, {"-max-size", "0"}, {"extra"},
-		{"-url", "amqp://u:s3cret@h:bad/"}, {"-file", "/proc/nope/app.log"},
+		{"-url", "amqp://u:s3cret@h:bad/"}, {"-file", "/proc/nope/app.log"}, {"-file-mode", "rw"}, {"-file-mode", "01777"},
 	} {
 		var stderr bytes.Buffer
 		err := Run(context.Background(), args, io.Discard, &stderr, nil)
@@ -102,7 +102,7 @@ func TestHelp(t *testing.T) {
 	if !errors.Is(err, flag.ErrHelp) || exitCode(err, io.Discard) != 0 {
 		t.Fatalf("-h: %v", err)
 	}
-	for _, want := range []string{"Usage: logsink", "-file", "-max-size", "-max-backups", "-max-age", "-compress", "-stdout", "-stderr", "-format", "-level", "-prefetch", "guest:***@"} {
+	for _, want := range []string{"Usage: logsink", "-file", "-max-size", "-max-backups", "-max-age", "-compress", "-file-mode", "-stdout", "-stderr", "-format", "-level", "-prefetch", "guest:***@"} {
 		if !strings.Contains(stderr.String(), want) {
 			t.Errorf("-h output lacks %q", want)
 		}
@@ -215,7 +215,7 @@ func TestPipeIntoLogsink(t *testing.T) {
 	url := brokertest.URL(t)
 	ex := brokertest.Name("test-pipe")
 	path := filepath.Join(t.TempDir(), "logs", "app.log")
-	sink, stderr, stdout := startLogsink(t, "-url", url, "-exchange", ex, "-file", path, "-stdout")
+	sink, stderr, stdout := startLogsink(t, "-url", url, "-exchange", ex, "-file", path, "-file-mode", "0600", "-stdout")
 
 	const n = 500
 	var in strings.Builder
@@ -239,6 +239,9 @@ func TestPipeIntoLogsink(t *testing.T) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o600 {
+		t.Errorf("file mode %v, want -file-mode 0600", fi.Mode().Perm())
 	}
 	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
 	screen := strings.Split(strings.TrimSpace(stdout.String()), "\n")
@@ -274,5 +277,46 @@ func TestSecondSignalExitsAtOnce(t *testing.T) {
 		}
 	case <-time.After(wait):
 		t.Fatal("logsink did not exit after a second signal")
+	}
+}
+
+// TestPasswordNeverPrinted runs both binaries with a password the broker
+// refuses, through the paths that print (refusals, statistics, stop,
+// undelivered records, -h with AMQP_URL set), and looks for the password
+// in everything they print.
+func TestPasswordNeverPrinted(t *testing.T) {
+	url := brokertest.URL(t)
+	const password = "pw-9f3c1b-never-shown"
+	bad := strings.Replace(brokertest.WithHost(t, url, brokertest.Host(t, url)), "://", "://logfan-nobody:"+password+"@", 1)
+	var all bytes.Buffer
+
+	sink := exec.Command(binary(t, "logsink"), "-url", bad)
+	stderr := newWatcher("retrying")
+	sink.Stderr, sink.Stdout = stderr, &all
+	if err := sink.Start(); err != nil {
+		t.Fatal(err)
+	}
+	stderr.next(t) // refused once
+	sink.Process.Signal(syscall.SIGUSR1)
+	sink.Process.Signal(syscall.SIGTERM)
+	sink.Wait()
+	all.WriteString(stderr.String())
+
+	for _, args := range [][]string{{"-url", bad, "-timeout", "500ms", "hello"}, {"-h"}} {
+		cmd := exec.Command(binary(t, "emitlog"), args...)
+		cmd.Env = append(os.Environ(), "AMQP_URL="+bad)
+		out, _ := cmd.CombinedOutput()
+		all.Write(out)
+	}
+	cmd := exec.Command(binary(t, "logsink"), "-h")
+	cmd.Env = append(os.Environ(), "AMQP_URL="+bad)
+	out, _ := cmd.CombinedOutput()
+	all.Write(out)
+
+	if strings.Contains(all.String(), password) {
+		t.Errorf("the password was printed:\n%s", all.String())
+	}
+	if !strings.Contains(all.String(), "logfan-nobody:***@") || !strings.Contains(all.String(), "wrong user name or password") {
+		t.Errorf("expected the redacted URL and the cause in:\n%s", all.String())
 	}
 }
