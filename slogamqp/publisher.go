@@ -211,10 +211,11 @@ func (p *publisher) publishAll(ch *amqp.Channel, confirm bool) error {
 		if err := p.publish(ch, m); err != nil {
 			return err
 		}
-		if fresh {
-			p.published.Add(uint64(m.records - m.reports))
-		} else {
+		if m.sent {
 			p.resent.Add(uint64(m.records - m.reports))
+		} else {
+			p.published.Add(uint64(m.records - m.reports))
+			m.sent = true
 		}
 		p.sent++
 		if !confirm {

@@ -20,6 +20,7 @@ type entry struct {
 type message struct {
 	body    *[]byte
 	batch   bool   // body is from batchBodies
+	sent    bool   // sent at least once: a later send is a resend
 	records int    // records it carries, drop reports included
 	reports int    // drop reports among them
 	bytes   int    // bytes charged to the queue
