@@ -312,7 +312,7 @@ func (r *rig) finish(fault string) figures {
 		t.Fatalf("Close: %v", err)
 	}
 	st := r.h.Stats()
-	if st.Handled != st.Confirmed+st.Dropped+uint64(st.Undelivered) || st.Buffered != 0 {
+	if st.Handled != st.Confirmed+st.Dropped+uint64(st.Undelivered) || st.Buffered != 0 || st.Published != st.Confirmed {
 		t.Errorf("handler stats do not add up: %+v", st)
 	}
 	// The handler's promise: every record it kept reached the broker.

@@ -103,7 +103,7 @@ func TestSoak(t *testing.T) {
 		t.Fatalf("Close: %v", err)
 	}
 	st := h.Stats()
-	if st.Confirmed+st.Dropped != st.Handled {
+	if st.Confirmed+st.Dropped != st.Handled || st.Published != st.Confirmed {
 		t.Errorf("handler stats do not add up: %+v", st)
 	}
 	elapsed := time.Since(start)
