@@ -69,5 +69,19 @@ func BenchmarkHandle(b *testing.B) {
 				}
 			}
 		})
+		b.Run(bc.name+"/parallel", func(b *testing.B) {
+			h, after := bc.new(b)
+			l := slog.New(h).With("svc", "api")
+			ctx := context.Background()
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					record(l, ctx)
+					if after != nil {
+						after()
+					}
+				}
+			})
+		})
 	}
 }
