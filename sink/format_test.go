@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -154,4 +156,56 @@ func FuzzReceive(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestFileAppends truncates the file under the sink, as logrotate's
+// copytruncate does: the next record starts the file again, with no hole
+// of zero bytes where the old offset was (O_APPEND).
+func TestFileAppends(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "app.log")
+	if err := os.WriteFile(path, []byte("{\"kept\":true}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := NewFile(FileOptions{Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	write := func(body string) {
+		r := Decode([]byte(body), "", ts, 1<<20)
+		if err := f.Write(&r); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(`{"msg":"one"}`)
+	if err := os.Truncate(path, 0); err != nil {
+		t.Fatal(err)
+	}
+	write(`{"msg":"two"}`)
+	if b, _ := os.ReadFile(path); string(b) != "{\"msg\":\"two\"}\n" {
+		t.Errorf("file holds %q", b)
+	}
+}
+
+func TestUseColor(t *testing.T) {
+	f, err := os.CreateTemp(t.TempDir(), "out")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if UseColor(f) {
+		t.Error("colour on a regular file")
+	}
+	tty, err := os.OpenFile("/dev/tty", os.O_WRONLY, 0)
+	if err != nil {
+		t.Skip("no terminal")
+	}
+	defer tty.Close()
+	t.Setenv("NO_COLOR", "")
+	if UseColor(tty) {
+		t.Error("colour with NO_COLOR set")
+	}
 }

@@ -237,6 +237,9 @@ func (s *Sink) session(ctx context.Context, conn *amqpconn.Conn, ready func()) e
 		return fmt.Errorf("consume: %w", err)
 	}
 	ready()
+	// Records received when the connection dies cannot be acknowledged, and
+	// their queue dies with it: write them rather than lose them.
+	defer s.write(ctx)
 	if s.sessions++; s.sessions > 1 {
 		s.reconnects.Add(1)
 		s.diag("reconnected: queue %s bound to exchange %q", q.Name, s.opts.Exchange)
@@ -354,10 +357,21 @@ func (s *Sink) receiveRecord(body []byte, contentType string, ts time.Time, prod
 	s.batch = append(s.batch, rec)
 }
 
-// commit writes the batch to every output, retrying an output that fails
-// until it works again or ctx ends, and then acknowledges everything up
-// to tag. Nothing unwritten is acknowledged.
+// commit writes the batch and then acknowledges everything up to tag.
+// Nothing unwritten is acknowledged.
 func (s *Sink) commit(ctx context.Context, ch *amqp.Channel, tag uint64) error {
+	if err := s.write(ctx); err != nil {
+		return err
+	}
+	return ch.Ack(tag, true)
+}
+
+// write writes the batch to every output, retrying an output that fails
+// until it works again or ctx ends.
+func (s *Sink) write(ctx context.Context) error {
+	if len(s.batch) == 0 {
+		return nil
+	}
 	for _, o := range s.opts.Outputs {
 		for attempt := 0; ; attempt++ {
 			err := writeAll(o, s.batch)
@@ -377,7 +391,7 @@ func (s *Sink) commit(ctx context.Context, ch *amqp.Channel, tag uint64) error {
 	s.written.Add(uint64(len(s.batch)))
 	clear(s.batch)
 	s.batch = s.batch[:0]
-	return ch.Ack(tag, true)
+	return nil
 }
 
 func writeAll(o Output, batch []Record) error {

@@ -3,8 +3,10 @@ package sink
 import (
 	"bufio"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -225,13 +227,14 @@ func TestMalformedBodies(t *testing.T) {
 }
 
 // TestRotationAndReopen writes past the size limit while reopening the
-// file as SIGHUP does: every record lands exactly once across the files.
+// file as SIGHUP does: every record lands exactly once across the files,
+// the rotated ones gzipped.
 func TestRotationAndReopen(t *testing.T) {
 	url := brokertest.URL(t)
 	ex := brokertest.Name("test-rotate")
 	dir := t.TempDir()
 	path := filepath.Join(dir, "app.log")
-	file, err := NewFile(FileOptions{Path: path, MaxSizeMB: 1})
+	file, err := NewFile(FileOptions{Path: path, MaxSizeMB: 1, Compress: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -254,8 +257,9 @@ func TestRotationAndReopen(t *testing.T) {
 		t.Fatal(err)
 	}
 	files, _ := filepath.Glob(filepath.Join(dir, "*"))
-	if len(files) < 3 {
-		t.Errorf("files %v: want the current one and at least two rotated", files)
+	gzipped, _ := filepath.Glob(filepath.Join(dir, "*.gz"))
+	if len(files) < 3 || len(gzipped) != len(files)-1 {
+		t.Errorf("files %v: want the current one and at least two rotated, gzipped", files)
 	}
 	seen := make([]int, n)
 	for _, f := range files {
@@ -263,7 +267,13 @@ func TestRotationAndReopen(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		sc := bufio.NewScanner(fh)
+		var rd io.Reader = fh
+		if strings.HasSuffix(f, ".gz") {
+			if rd, err = gzip.NewReader(fh); err != nil {
+				t.Fatal(err)
+			}
+		}
+		sc := bufio.NewScanner(rd)
 		sc.Buffer(nil, 1<<20)
 		for sc.Scan() {
 			var m map[string]any
