@@ -4,6 +4,8 @@
 //
 //	(a) a bare amqp091-go publish loop, no confirms, into a fanout with one
 //	    consuming queue: the baseline;
+//	(a') the same loop with the properties and headers slogamqp sets on
+//	    every message, which is what they cost the broker;
 //	(b) slogamqp (confirms on) -> broker -> sink -> file;
 //	(c) the same with confirms off;
 //	(d) the same as (b) in batch mode.
@@ -90,11 +92,15 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	fmt.Fprintf(stdout, "logbench: %d-byte records, %v per scenario, broker %s, %d CPUs\n", *size, *duration, amqpconn.Redact(u), numCPU())
 	var results []result
-	base, err := bare(u, *duration, *size)
+	base, err := bare(u, *duration, *size, false)
 	if err != nil {
 		return fmt.Errorf("(a) bare loop: %w", err)
 	}
-	results = append(results, base)
+	withProps, err := bare(u, *duration, *size, true)
+	if err != nil {
+		return fmt.Errorf("(a') bare loop with properties: %w", err)
+	}
+	results = append(results, base, withProps)
 	for _, sc := range []struct {
 		name string
 		opts slogamqp.Options
@@ -126,8 +132,9 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 func payload(size int) string { return strings.Repeat("x", max(0, size-150)) }
 
 // bare is the baseline: amqp091-go publishing without confirms to a
-// fanout exchange whose one queue a consumer drains.
-func bare(url string, d time.Duration, size int) (result, error) {
+// fanout exchange whose one queue a consumer drains; with props, each
+// message carries what slogamqp's do.
+func bare(url string, d time.Duration, size int, props bool) (result, error) {
 	conn, err := amqp.Dial(url)
 	if err != nil {
 		return result{}, amqpconn.RedactError(err, url)
@@ -165,9 +172,18 @@ func bare(url string, d time.Duration, size int) (result, error) {
 	resetPeakRSS()
 	start := time.Now()
 	var sent uint64
+	headers := amqp.Table{}
 	for time.Since(start) < d {
 		for range 100 {
-			if err := ch.Publish(ex, "", false, false, amqp.Publishing{ContentType: "application/json", Body: body}); err != nil {
+			msg := amqp.Publishing{Body: body}
+			if props {
+				headers[slogamqp.HeaderLevel] = "INFO"
+				headers[slogamqp.HeaderProducer] = "0123456789abcdef"
+				headers[slogamqp.HeaderSeq] = int64(sent + 1)
+				msg = amqp.Publishing{Headers: headers, ContentType: slogamqp.ContentTypeJSON, DeliveryMode: amqp.Transient,
+					MessageId: "0123456789abcdef-" + strconv.FormatUint(sent+1, 10), Timestamp: time.Now(), AppId: "logbench", Body: body}
+			}
+			if err := ch.Publish(ex, "", false, false, msg); err != nil {
 				return result{}, err
 			}
 			sent++
@@ -185,7 +201,11 @@ func bare(url string, d time.Duration, size int) (result, error) {
 			return result{}, fmt.Errorf("received %d of %d", got, sent)
 		}
 	}
-	return result{name: "(a) bare amqp091 loop", records: got, elapsed: last.Sub(start), pubRSS: peakRSS(os.Getpid())}, nil
+	name := "(a) bare amqp091 loop"
+	if props {
+		name = "(a') bare, with properties"
+	}
+	return result{name: name, records: got, elapsed: last.Sub(start), pubRSS: peakRSS(os.Getpid())}, nil
 }
 
 // endToEnd logs records through a handler to a sink in a child process

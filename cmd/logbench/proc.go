@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -31,8 +32,12 @@ func peakRSS(pid int) int64 {
 	return -1
 }
 
-// resetPeakRSS starts a new peak for this process (Linux 4.0+).
-func resetPeakRSS() { os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) }
+// resetPeakRSS starts a new peak for this process (Linux 4.0+), after
+// handing back the memory an earlier scenario left behind.
+func resetPeakRSS() {
+	debug.FreeOSMemory()
+	os.WriteFile("/proc/self/clear_refs", []byte("5"), 0)
+}
 
 // cpuSeconds returns the user and system CPU time a process has used.
 func cpuSeconds(pid int) float64 {
