@@ -24,11 +24,10 @@ type Output interface {
 
 // Screen writes records as text or JSON lines to a terminal or a pipe.
 type Screen struct {
-	w      *bufio.Writer
-	json   bool
-	color  bool
-	buf    []byte
-	closer io.Closer
+	w     *bufio.Writer
+	json  bool
+	color bool
+	buf   []byte
 }
 
 // NewScreen returns an Output writing to w in format (FormatText or
