@@ -2,7 +2,6 @@ package sink
 
 import (
 	"bufio"
-	"bytes"
 	"compress/gzip"
 	"context"
 	"encoding/json"
@@ -12,7 +11,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -45,23 +43,6 @@ func closeHandler(t *testing.T, h *slogamqp.Handler) {
 	}
 }
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 func readLines(t *testing.T, path string) []string {
 	t.Helper()
 	data, err := os.ReadFile(path)
@@ -87,7 +68,7 @@ func testTwoSinks(t *testing.T, batch *slogamqp.BatchOptions) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var screen lockedBuffer
+	var screen brokertest.Buffer
 	disk, _, stopDisk := start(t, Options{URL: url, Exchange: ex, Outputs: []Output{file}})
 	show, _, stopShow := start(t, Options{URL: url, Exchange: ex, Outputs: []Output{NewScreen(&screen, FormatText, false)}})
 

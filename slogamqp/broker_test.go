@@ -1,7 +1,6 @@
 package slogamqp
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -9,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"testing/slogtest"
 	"time"
@@ -375,10 +373,9 @@ func TestCloseUnreachableReturnsByDeadline(t *testing.T) {
 	url := brokertest.URL(t)
 	p := brokertest.NewProxy(t, brokertest.Host(t, url))
 	p.Refuse(true)
-	var fb bytes.Buffer
-	var mu sync.Mutex
+	var fb brokertest.Buffer
 	h, _ := live(t, Options{URL: brokertest.WithHost(t, url, p.Addr()), Exchange: brokertest.Name("test-close"),
-		Fallback: slog.NewJSONHandler(lockedWriter{&mu, &fb}, nil)})
+		Fallback: slog.NewJSONHandler(&fb, nil)})
 	l := slog.New(h).With("k", "v")
 	for i := range 10 {
 		l.Error("stuck", "i", i)
@@ -391,8 +388,6 @@ func TestCloseUnreachableReturnsByDeadline(t *testing.T) {
 	if !errors.Is(err, ErrUndelivered) || !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "10 of them") {
 		t.Errorf("Close: %v", err)
 	}
-	mu.Lock()
-	defer mu.Unlock()
 	lines := strings.Split(strings.TrimSpace(fb.String()), "\n")
 	if len(lines) != 10 || !strings.Contains(lines[9], `"msg":"stuck","k":"v","i":9`) {
 		t.Errorf("fallback got:\n%s", fb.String())
@@ -434,16 +429,6 @@ func TestDropReportAfterRecovery(t *testing.T) {
 	}
 }
 
-type lockedWriter struct {
-	mu *sync.Mutex
-	w  *bytes.Buffer
-}
-
-func (w lockedWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.w.Write(p)
-}
 
 // TestTLS publishes over amqps:// through a TLS listener whose certificate
 // a CA made by the test signed: it works with that CA, and fails clearly

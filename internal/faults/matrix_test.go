@@ -1,7 +1,6 @@
 package faults
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -9,7 +8,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -228,11 +226,10 @@ func TestFault7SinkDiskFull(t *testing.T) {
 // many records it could not deliver, and hands them to the fallback.
 func TestFault8CloseUnreachable(t *testing.T) {
 	url := enabled(t)
-	var mu sync.Mutex
-	var fb bytes.Buffer
+	var fb brokertest.Buffer
 	stopApp(t)
 	h, err := slogamqp.New(&slogamqp.Options{URL: url, OnError: func(error, time.Duration) {},
-		Fallback: slog.NewJSONHandler(lockedWriter{&mu, &fb}, nil)})
+		Fallback: slog.NewJSONHandler(&fb, nil)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -247,9 +244,7 @@ func TestFault8CloseUnreachable(t *testing.T) {
 	if !errors.Is(err, slogamqp.ErrUndelivered) || !strings.Contains(err.Error(), "250 of them") || took > 5*time.Second {
 		t.Errorf("Close after %v: %v", took, err)
 	}
-	mu.Lock()
 	lines := strings.Count(fb.String(), "\n")
-	mu.Unlock()
 	if st := h.Stats(); lines != 250 || st.Undelivered != 250 {
 		t.Errorf("fallback got %d records, stats %+v", lines, st)
 	}
@@ -285,13 +280,3 @@ func TestUserWithoutPermission(t *testing.T) {
 	}
 }
 
-type lockedWriter struct {
-	mu *sync.Mutex
-	w  *bytes.Buffer
-}
-
-func (w lockedWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.w.Write(p)
-}
