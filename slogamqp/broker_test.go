@@ -429,7 +429,6 @@ func TestDropReportAfterRecovery(t *testing.T) {
 	}
 }
 
-
 // TestTLS publishes over amqps:// through a TLS listener whose certificate
 // a CA made by the test signed: it works with that CA, and fails clearly
 // with another one, verifying the server by default.

@@ -279,4 +279,3 @@ func TestUserWithoutPermission(t *testing.T) {
 		t.Errorf("error %v", err)
 	}
 }
-
