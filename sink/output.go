@@ -45,6 +45,7 @@ func UseColor(f *os.File) bool {
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
+// Write formats r into the screen's buffer.
 func (s *Screen) Write(r *Record) error {
 	if s.json {
 		s.buf = AppendJSON(s.buf[:0], r)
@@ -55,9 +56,14 @@ func (s *Screen) Write(r *Record) error {
 	return err
 }
 
-func (s *Screen) Flush() error  { return s.w.Flush() }
+// Flush writes out what is buffered.
+func (s *Screen) Flush() error { return s.w.Flush() }
+
+// Reopen does nothing: a screen has no file to reopen.
 func (s *Screen) Reopen() error { return nil }
-func (s *Screen) Close() error  { return s.w.Flush() }
+
+// Close flushes; it leaves the underlying writer open.
+func (s *Screen) Close() error { return s.w.Flush() }
 
 // FileOptions configures a File. Zero fields mean the defaults stated.
 type FileOptions struct {
@@ -117,6 +123,7 @@ func (f *File) open() {
 	f.w = bufio.NewWriterSize(f.lj, 256<<10)
 }
 
+// Write buffers r as one line.
 func (f *File) Write(r *Record) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -133,12 +140,16 @@ func (f *File) Write(r *Record) error {
 	return err
 }
 
+// Flush writes out what is buffered.
 func (f *File) Flush() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.w.Flush()
 }
 
+// Reopen flushes, closes the file and opens it again by name, creating it
+// if an external rotation moved it away; it also clears a failed writer,
+// so that the next write tries the disk again.
 func (f *File) Reopen() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -150,6 +161,7 @@ func (f *File) Reopen() error {
 	return err
 }
 
+// Close flushes and closes the file, and stops the rotation goroutine.
 func (f *File) Close() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -87,6 +87,7 @@ type Stats struct {
 	Reconnects uint64 // connections after the first
 }
 
+// String gives the counters as key=value pairs, for a diagnostic line.
 func (s Stats) String() string {
 	return fmt.Sprintf("received=%d written=%d malformed=%d duplicates=%d filtered=%d missed=%d reconnects=%d",
 		s.Received, s.Written, s.Malformed, s.Duplicates, s.Filtered, s.Missed, s.Reconnects)

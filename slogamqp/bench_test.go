@@ -17,7 +17,8 @@ import (
 //	go test -run '^$' -bench Handle -benchmem -count 10 ./slogamqp
 //
 // "buffered" has no broker: the benchmark itself takes each record off the
-// buffer, as the publisher does, so it measures Handle alone. "broker" and
+// buffer, as the publisher does, so it measures Handle alone; "dropping"
+// is Handle during an outage that has filled the buffer. "broker" and
 // "broker-batch" publish to the real broker, which on a small machine
 // competes with the benchmark for CPU and cannot take a record per
 // microsecond: the dropped/op metric says how many were dropped.
@@ -53,6 +54,10 @@ func BenchmarkHandle(b *testing.B) {
 				m, _ := h.s.q.take()
 				h.s.q.release(m)
 			}
+		}},
+		// The broker is gone and the buffer full: Handle drops, counting.
+		{"dropping", func(b *testing.B) (slog.Handler, func()) {
+			return offline(b, &Options{BufferRecords: 1}), nil
 		}},
 		{"broker", live(nil)},
 		{"broker-batch", live(&BatchOptions{})},

@@ -26,6 +26,7 @@ const (
 	DropOldest
 )
 
+// String names the policy: "drop-newest" or "drop-oldest".
 func (o Overflow) String() string {
 	switch o {
 	case DropNewest:
