@@ -350,13 +350,28 @@ func TestStallDetected(t *testing.T) {
 // handler wants it as fanout: the refusal names its cause and is retried at
 // the maximum backoff, not in a loop.
 func TestExchangeMismatchRefused(t *testing.T) {
-	ex := brokertest.Name("test-mismatch")
-	brokertest.Bind(t, ex, "direct", "", true)
+	t.Run("kind", func(t *testing.T) {
+		ex := brokertest.Name("test-mismatch")
+		brokertest.Bind(t, ex, "direct", "", true)
+		testMismatch(t, ex, "inequivalent arg 'type'")
+	})
+	t.Run("durability", func(t *testing.T) {
+		ex := brokertest.Name("test-mismatch")
+		ch := brokertest.Channel(t)
+		if err := ch.ExchangeDeclare(ex, "fanout", true, false, false, false, nil); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { brokertest.Channel(t).ExchangeDelete(ex, false, false) })
+		testMismatch(t, ex, "inequivalent arg 'durable'")
+	})
+}
+
+func testMismatch(t *testing.T, ex, clash string) {
 	h, errs := live(t, Options{Exchange: ex, MinBackoff: time.Millisecond, MaxBackoff: 300 * time.Millisecond})
 	start := time.Now()
 	slog.New(h).Info("never delivered")
 	err := <-errs
-	if !amqpconn.IsRefused(err) || !strings.Contains(err.Error(), "precondition failed") || !strings.Contains(err.Error(), ex) {
+	if !amqpconn.IsRefused(err) || !strings.Contains(err.Error(), "precondition failed") || !strings.Contains(err.Error(), ex) || !strings.Contains(err.Error(), clash) {
 		t.Fatalf("error %v, want a refusal naming the exchange and the clash", err)
 	}
 	<-errs
@@ -367,6 +382,7 @@ func TestExchangeMismatchRefused(t *testing.T) {
 	if st := h.Stats(); st.Connected || !amqpconn.IsRefused(st.LastError) || st.Buffered != 1 {
 		t.Errorf("stats %+v", st)
 	}
+	h.Close(canceled()) // the record can never be delivered: do not wait for it
 }
 
 func TestCloseUnreachableReturnsByDeadline(t *testing.T) {
