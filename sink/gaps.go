@@ -1,9 +1,13 @@
 package sink
 
-// window is how many recent sequence numbers per producer are remembered
-// to tell a duplicate from a late record. A resend repeats at most the
-// publisher's in-flight window, far less than this.
-const window = 1 << 14
+// Each producer says in its window header how far back it may resend a
+// record; the sink remembers that many recent seqs per producer, so that a
+// resend is never written twice. A producer that does not say gets
+// defaultWindow, and no header makes a sink hold more than maxWindow.
+const (
+	defaultWindow = 1 << 14
+	maxWindow     = 1 << 22 // 512 KiB of bits per producer at most
+)
 
 // maxProducers bounds the producers tracked; the one heard from longest
 // ago is forgotten first.
@@ -17,10 +21,15 @@ type tracker struct {
 	missing   uint64 // records missing now, over all producers
 }
 
+// producer remembers which of its recent seqs arrived. Its bitmap grows
+// with the span of seqs seen, up to its window: a short-lived producer,
+// such as one run of emitlog, costs a few bytes, not the whole window.
 type producer struct {
-	max  uint64 // highest seq seen
-	seen [window / 64]uint64
-	used uint64 // tracker clock when last heard from
+	base   uint64   // first seq heard: the count starts there
+	max    uint64   // highest seq seen
+	window uint64   // how far back the producer may resend
+	seen   []uint64 // bit s%bits of the last bits seqs; len is a power of two
+	used   uint64   // tracker clock when last heard from
 	// missing counts seqs below max not yet received: a gap, until a late
 	// resend fills it.
 	missing uint64
@@ -28,10 +37,11 @@ type producer struct {
 
 func newTracker() *tracker { return &tracker{producers: map[string]*producer{}} }
 
-// observe records seq from id. It reports whether the record is a
-// duplicate, and how many records the tracker now knows to be missing
-// that it did not before (a new gap).
-func (t *tracker) observe(id string, seq uint64) (dup bool, gap uint64) {
+// observe records seq from id, whose window header said window (0 when
+// absent). It reports whether the record is a duplicate, and how many
+// records the tracker now knows to be missing that it did not before (a
+// new gap).
+func (t *tracker) observe(id string, seq, window uint64) (dup bool, gap uint64) {
 	t.clock++
 	p := t.producers[id]
 	if p == nil {
@@ -40,29 +50,32 @@ func (t *tracker) observe(id string, seq uint64) (dup bool, gap uint64) {
 		}
 		// The first record heard from a producer starts its count: a sink
 		// started late has not missed what came before.
-		p = &producer{max: seq}
-		p.set(seq)
-		p.used = t.clock
+		p = &producer{base: seq, max: seq, seen: make([]uint64, 1)}
 		t.producers[id] = p
-		return false, 0
 	}
 	p.used = t.clock
+	p.window = min(max(window, 64), maxWindow)
+	if window == 0 {
+		p.window = defaultWindow
+	}
 	switch {
 	case seq > p.max:
 		n := seq - p.max - 1
-		for s := p.max + 1; s < seq && s-p.max <= window; s++ {
-			p.clear(s)
-		}
-		if n >= window {
-			p.seen = [window / 64]uint64{}
+		p.grow(seq - p.base + 1)
+		if n >= p.bits() {
+			clear(p.seen)
+		} else {
+			for s := p.max + 1; s < seq; s++ {
+				p.clear(s)
+			}
 		}
 		p.max = seq
 		p.set(seq)
 		p.missing += n
 		t.missing += n
 		return false, n
-	case p.max-seq >= window:
-		return false, 0 // too old to tell; write it
+	case p.max-seq >= p.bits() || seq < p.base:
+		return false, 0 // too old to tell, or before the count began: write it
 	case p.has(seq):
 		return true, 0
 	default:
@@ -87,6 +100,32 @@ func (t *tracker) evict() {
 	delete(t.producers, oldest)
 }
 
-func (p *producer) set(s uint64)      { p.seen[(s/64)%(window/64)] |= 1 << (s % 64) }
-func (p *producer) clear(s uint64)    { p.seen[(s/64)%(window/64)] &^= 1 << (s % 64) }
-func (p *producer) has(s uint64) bool { return p.seen[(s/64)%(window/64)]&(1<<(s%64)) != 0 }
+func (p *producer) bits() uint64 { return uint64(len(p.seen)) * 64 }
+
+// grow makes the bitmap cover span seqs, up to the window, keeping what
+// it knows of the seqs up to max.
+func (p *producer) grow(span uint64) {
+	want := min(span, p.window)
+	if want <= p.bits() {
+		return
+	}
+	words := uint64(len(p.seen))
+	for words*64 < want {
+		words *= 2
+	}
+	old := *p
+	p.seen = make([]uint64, words)
+	for s := p.max; s >= p.base && p.max-s < old.bits(); s-- {
+		if old.has(s) {
+			p.set(s)
+		}
+		if s == 0 {
+			break
+		}
+	}
+}
+
+func (p *producer) word(s uint64) *uint64 { return &p.seen[(s/64)&uint64(len(p.seen)-1)] }
+func (p *producer) set(s uint64)          { *p.word(s) |= 1 << (s % 64) }
+func (p *producer) clear(s uint64)        { *p.word(s) &^= 1 << (s % 64) }
+func (p *producer) has(s uint64) bool     { return *p.word(s)&(1<<(s%64)) != 0 }

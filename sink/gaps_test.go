@@ -6,6 +6,7 @@ import (
 )
 
 func TestTracker(t *testing.T) {
+	const window = defaultWindow
 	tr := newTracker()
 	type step struct {
 		id      string
@@ -27,7 +28,7 @@ func TestTracker(t *testing.T) {
 		{"a", 11, false, 0, 2 + 2*window - 1},                       // too old to tell: written
 		{"a", 10 + 2*window - 1, false, 0, 2 + 2*window - 2},
 	} {
-		dup, gap := tr.observe(s.id, s.seq)
+		dup, gap := tr.observe(s.id, s.seq, 0)
 		if dup != s.dup || gap != s.gap || tr.missing != s.missing {
 			t.Fatalf("step %d %+v: dup %v gap %d missing %d", i, s, dup, gap, tr.missing)
 		}
@@ -36,12 +37,56 @@ func TestTracker(t *testing.T) {
 
 func TestTrackerForgetsOldestProducer(t *testing.T) {
 	tr := newTracker()
-	tr.observe("old", 1)
-	tr.observe("old", 5) // 3 missing
+	tr.observe("old", 1, 0)
+	tr.observe("old", 5, 0) // 3 missing
 	for i := range maxProducers {
-		tr.observe(string(rune('A'+i%26))+strconv.Itoa(i), 1)
+		tr.observe(string(rune('A'+i%26))+strconv.Itoa(i), 1, 0)
 	}
 	if len(tr.producers) != maxProducers || tr.producers["old"] != nil || tr.missing != 0 {
 		t.Errorf("%d producers, old kept: %v, missing %d", len(tr.producers), tr.producers["old"] != nil, tr.missing)
+	}
+}
+
+// A short-lived producer, such as one run of emitlog, costs a few words of
+// bitmap, not its whole window.
+func TestTrackerGrowsWithTheSpan(t *testing.T) {
+	tr := newTracker()
+	for seq := uint64(1); seq <= 10; seq++ {
+		tr.observe("short", seq, 1<<20)
+	}
+	if p := tr.producers["short"]; len(p.seen) != 1 {
+		t.Errorf("10 records hold %d words of bitmap, want 1", len(p.seen))
+	}
+	for seq := uint64(11); seq <= 5000; seq++ {
+		tr.observe("short", seq, 1<<20)
+	}
+	p := tr.producers["short"]
+	if len(p.seen) > 128 {
+		t.Errorf("5000 records hold %d words of bitmap, want at most 128", len(p.seen))
+	}
+	// What was seen before the bitmap grew is still known.
+	for _, seq := range []uint64{1, 64, 65, 4999} {
+		if dup, _ := tr.observe("short", seq, 1<<20); !dup {
+			t.Errorf("seq %d not recognised as a duplicate after growing", seq)
+		}
+	}
+}
+
+// A producer whose buffer is larger than the default window says so in
+// its window header, and a resend from that far back is still caught.
+func TestTrackerHonoursTheProducersWindow(t *testing.T) {
+	const producerWindow = 4 * defaultWindow
+	tr := newTracker()
+	for seq := uint64(1); seq <= 3*defaultWindow; seq++ {
+		tr.observe("big", seq, producerWindow)
+	}
+	if dup, _ := tr.observe("big", 2, producerWindow); !dup {
+		t.Error("a resend from 3 default windows back was taken as new")
+	}
+	// A hostile header cannot make the sink hold more than maxWindow.
+	tr.observe("hostile", 1, 1<<62)
+	tr.observe("hostile", 1<<40, 1<<62)
+	if p := tr.producers["hostile"]; p.bits() > maxWindow {
+		t.Errorf("bitmap of %d bits, above maxWindow", p.bits())
 	}
 }

@@ -7,13 +7,11 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
 	"github.com/logfan/logfan/internal/brokertest"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	brokertest.Main(m, nil)
 }
 
 const wait = 20 * time.Second // generous: only a failure waits this long

@@ -1,18 +1,23 @@
 package sink
 
 import (
-	"bufio"
+	"bytes"
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 
 	"github.com/DeRuina/timberjack"
 )
 
 // Output is where the sink writes records. The sink calls it from one
 // goroutine at a time, and acknowledges records to the broker only after
-// Flush returned nil.
+// Flush returned nil. A record whose Write returned nil belongs to the
+// output: the sink never gives it again, and after a failed Flush calls
+// Flush again, which must go on where the last one stopped. An output may
+// count torn lines with a method Torn() uint64, which Stats adds up.
 type Output interface {
 	Write(r *Record) error
 	Flush() error
@@ -22,18 +27,77 @@ type Output interface {
 	Close() error
 }
 
+// Writing never writes a record twice to one output, and never leaves a
+// torn line, whatever fails. An output buffers whole lines and writes them
+// in one Write; after a short write (a full disk, a file size limit) it
+// keeps exactly the lines not wholly written. A line cut halfway is cut
+// back out of the file, or, where that is impossible, ended with a newline
+// and counted as torn, and the retry writes it again whole on a line of
+// its own. The sink retries by calling Flush (or Write, for records whose
+// Write failed) again; a record whose Write returned nil is never given
+// to the same output twice.
+
+// flushAt is how much an output buffers before writing: a commit's worth
+// of small records, in one write.
+const flushAt = 256 << 10
+
+// lines holds whole lines until they are written.
+type lines struct {
+	buf  []byte
+	torn atomic.Uint64
+}
+
+// add buffers line and a newline, writing out what is held first when it
+// is full. It returns an error, and does not take line, when that write
+// failed.
+func (l *lines) add(w io.Writer, line []byte, cut func(int64) error) error {
+	if len(l.buf) > 0 && len(l.buf)+len(line) >= flushAt {
+		if err := l.flush(w, cut); err != nil {
+			return err
+		}
+	}
+	l.buf = append(append(l.buf, line...), '\n')
+	return nil
+}
+
+// flush writes out what is held. After a short write it keeps the lines
+// not wholly written; cut, when not nil, removes the n bytes of a line cut
+// halfway from the end of the file.
+func (l *lines) flush(w io.Writer, cut func(n int64) error) error {
+	if len(l.buf) == 0 {
+		return nil
+	}
+	n, err := w.Write(l.buf)
+	if err == nil && n == len(l.buf) {
+		l.buf = l.buf[:0]
+		return nil
+	}
+	if err == nil {
+		err = io.ErrShortWrite
+	}
+	whole := bytes.LastIndexByte(l.buf[:n], '\n') + 1
+	rest := l.buf[whole:]
+	if frag := n - whole; frag > 0 && (cut == nil || cut(int64(frag)) != nil) {
+		l.torn.Add(1)
+		rest = append([]byte{'\n'}, rest...)
+	}
+	l.buf = append(l.buf[:0], rest...)
+	return err
+}
+
 // Screen writes records as text or JSON lines to a terminal or a pipe.
 type Screen struct {
-	w     *bufio.Writer
+	w     io.Writer
 	json  bool
 	color bool
-	buf   []byte
+	out   lines
+	line  []byte
 }
 
 // NewScreen returns an Output writing to w in format (FormatText or
 // FormatJSON). Color applies to text only; see UseColor.
 func NewScreen(w io.Writer, format string, color bool) *Screen {
-	return &Screen{w: bufio.NewWriterSize(w, 64<<10), json: format == FormatJSON, color: color}
+	return &Screen{w: w, json: format == FormatJSON, color: color}
 }
 
 // UseColor reports whether f is a terminal and NO_COLOR is unset.
@@ -48,22 +112,25 @@ func UseColor(f *os.File) bool {
 // Write formats r into the screen's buffer.
 func (s *Screen) Write(r *Record) error {
 	if s.json {
-		s.buf = AppendJSON(s.buf[:0], r)
+		s.line = AppendJSON(s.line[:0], r)
 	} else {
-		s.buf = AppendText(s.buf[:0], r, s.color)
+		s.line = AppendText(s.line[:0], r, s.color)
 	}
-	_, err := s.w.Write(s.buf)
-	return err
+	return s.out.add(s.w, bytes.TrimSuffix(s.line, []byte("\n")), nil)
 }
 
 // Flush writes out what is buffered.
-func (s *Screen) Flush() error { return s.w.Flush() }
+func (s *Screen) Flush() error { return s.out.flush(s.w, nil) }
+
+// Torn counts the lines that a failed write left cut (each written again
+// whole on a line of its own).
+func (s *Screen) Torn() uint64 { return s.out.torn.Load() }
 
 // Reopen does nothing: a screen has no file to reopen.
 func (s *Screen) Reopen() error { return nil }
 
 // Close flushes; it leaves the underlying writer open.
-func (s *Screen) Close() error { return s.w.Flush() }
+func (s *Screen) Close() error { return s.Flush() }
 
 // FileOptions configures a File. Zero fields mean the defaults stated.
 type FileOptions struct {
@@ -78,13 +145,13 @@ type FileOptions struct {
 // File writes one JSON object per line (NDJSON), exactly the record as
 // published, rotating by size. Rotation is timberjack's: it opens with
 // O_APPEND, creates files with a chosen mode and, unlike lumberjack, stops
-// its background goroutines on Close.
+// its background goroutines on Close. It rotates only between writes, and
+// every write holds whole lines, so no line is split across two files.
 type File struct {
-	opts FileOptions
-	mu   sync.Mutex // Reopen may come from a signal while the sink writes
-	lj   *timberjack.Logger
-	w    *bufio.Writer
-	line []byte
+	opts   FileOptions
+	mu     sync.Mutex // Reopen may come from a signal while the sink writes
+	rotate *timberjack.Logger
+	out    lines
 }
 
 // NewFile checks at once that the file can be opened (creating it and
@@ -112,7 +179,7 @@ func (f *File) open() {
 	if f.opts.Compress {
 		compression = "gzip"
 	}
-	f.lj = &timberjack.Logger{
+	f.rotate = &timberjack.Logger{
 		Filename:    f.opts.Path,
 		MaxSize:     f.opts.MaxSizeMB,
 		MaxBackups:  f.opts.MaxBackups,
@@ -120,41 +187,49 @@ func (f *File) open() {
 		Compression: compression,
 		FileMode:    f.opts.Mode,
 	}
-	f.w = bufio.NewWriterSize(f.lj, 256<<10)
+}
+
+// cut removes the last n bytes of the file: a line a failed write cut
+// halfway. The file is the current one, since rotation happens only
+// before a write.
+func (f *File) cut(n int64) error {
+	fi, err := os.Stat(f.opts.Path)
+	if err != nil {
+		return err
+	}
+	if !fi.Mode().IsRegular() || fi.Size() < n {
+		return errors.New("cannot cut back a torn line")
+	}
+	return os.Truncate(f.opts.Path, fi.Size()-n)
 }
 
 // Write buffers r as one line.
 func (f *File) Write(r *Record) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	// A line reaches the rotating writer in one Write, which it never
-	// splits across two files: flush first when it does not fit, and a
-	// line longer than the buffer goes straight through.
-	f.line = append(append(f.line[:0], r.JSON...), '\n')
-	if f.w.Available() < len(f.line) {
-		if err := f.w.Flush(); err != nil {
-			return err
-		}
-	}
-	_, err := f.w.Write(f.line)
-	return err
+	return f.out.add(f.rotate, r.JSON, f.cut)
 }
 
 // Flush writes out what is buffered.
 func (f *File) Flush() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.w.Flush()
+	return f.out.flush(f.rotate, f.cut)
 }
 
-// Reopen flushes, closes the file and opens it again by name, creating it
-// if an external rotation moved it away; it also clears a failed writer,
-// so that the next write tries the disk again.
+// Torn counts the lines that a failed write left cut and could not cut
+// back (each written again whole on a line of its own).
+func (f *File) Torn() uint64 { return f.out.torn.Load() }
+
+// Reopen writes out what is buffered, closes the file and opens it again
+// by name, creating it if an external rotation moved it away. What it
+// could not write stays buffered for the new file: Reopen never loses a
+// line.
 func (f *File) Reopen() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	err := f.w.Flush()
-	if cerr := f.lj.Close(); err == nil {
+	err := f.out.flush(f.rotate, f.cut)
+	if cerr := f.rotate.Close(); err == nil {
 		err = cerr
 	}
 	f.open()
@@ -165,8 +240,8 @@ func (f *File) Reopen() error {
 func (f *File) Close() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	err := f.w.Flush()
-	if cerr := f.lj.Close(); err == nil {
+	err := f.out.flush(f.rotate, f.cut)
+	if cerr := f.rotate.Close(); err == nil {
 		err = cerr
 	}
 	return err

@@ -84,13 +84,14 @@ type Stats struct {
 	Duplicates uint64 // records received again and not written
 	Filtered   uint64 // records below Options.Level
 	Missed     uint64 // records that producers published and this sink has not received
+	Torn       uint64 // lines a failed write left cut in an output (each written again whole)
 	Reconnects uint64 // connections after the first
 }
 
 // String gives the counters as key=value pairs, for a diagnostic line.
 func (s Stats) String() string {
-	return fmt.Sprintf("received=%d written=%d malformed=%d duplicates=%d filtered=%d missed=%d reconnects=%d",
-		s.Received, s.Written, s.Malformed, s.Duplicates, s.Filtered, s.Missed, s.Reconnects)
+	return fmt.Sprintf("received=%d written=%d malformed=%d duplicates=%d filtered=%d missed=%d torn=%d reconnects=%d",
+		s.Received, s.Written, s.Malformed, s.Duplicates, s.Filtered, s.Missed, s.Torn, s.Reconnects)
 }
 
 // Sink consumes records and writes them to its outputs.
@@ -102,6 +103,7 @@ type Sink struct {
 	sessions int
 	diagMu   sync.Mutex
 	batch    []Record
+	taken    []int // per output: records of batch it has taken
 
 	received, written, malformed, duplicates, filtered, missed, reconnects atomic.Uint64
 }
@@ -147,6 +149,7 @@ func New(opts *Options) (*Sink, error) {
 		opts:     o,
 		exchange: amqpconn.Exchange{Name: o.Exchange, Kind: o.ExchangeKind, Durable: o.Durable},
 		tracker:  newTracker(),
+		taken:    make([]int, len(o.Outputs)),
 	}, nil
 }
 
@@ -155,8 +158,19 @@ func (s *Sink) Stats() Stats {
 	return Stats{
 		Received: s.received.Load(), Written: s.written.Load(), Malformed: s.malformed.Load(),
 		Duplicates: s.duplicates.Load(), Filtered: s.filtered.Load(), Missed: s.missed.Load(),
-		Reconnects: s.reconnects.Load(),
+		Reconnects: s.reconnects.Load(), Torn: s.torn(),
 	}
+}
+
+// torn sums the torn lines of the outputs that count them.
+func (s *Sink) torn() uint64 {
+	var n uint64
+	for _, o := range s.opts.Outputs {
+		if t, ok := o.(interface{ Torn() uint64 }); ok {
+			n += t.Torn()
+		}
+	}
+	return n
 }
 
 // Reopen closes and reopens the output files, as after an external
@@ -189,16 +203,18 @@ func (s *Sink) Run(ctx context.Context) error {
 		s.sessMu.Unlock()
 	})
 	defer stop()
-	cfg := amqpconn.Config{URL: s.opts.URL, TLS: s.opts.TLSConfig, Name: s.opts.Name, Heartbeat: s.opts.Heartbeat}
-	amqpconn.Run(runCtx, cfg, amqpconn.Backoff{Initial: s.opts.MinBackoff, Max: s.opts.MaxBackoff},
-		func(_ context.Context, conn *amqpconn.Conn, ready func()) error {
+	amqpconn.Loop{
+		Config:  amqpconn.Config{URL: s.opts.URL, TLS: s.opts.TLSConfig, Name: s.opts.Name, Heartbeat: s.opts.Heartbeat},
+		Backoff: amqpconn.Backoff{Initial: s.opts.MinBackoff, Max: s.opts.MaxBackoff},
+		Session: func(_ context.Context, conn *amqpconn.Conn, ready func()) error {
 			return s.session(ctx, conn, ready)
 		},
-		func(err error, retryIn time.Duration) {
+		Report: func(err error, retryIn time.Duration) {
 			if ctx.Err() == nil {
 				s.diag("%s: %v; retrying at %s", amqpconn.Redact(s.opts.URL), err, time.Now().Add(retryIn).Format(time.TimeOnly))
 			}
-		})
+		},
+	}.Run(runCtx)
 	var errs []error
 	for _, o := range s.opts.Outputs {
 		errs = append(errs, o.Close())
@@ -217,17 +233,14 @@ func (s *Sink) session(ctx context.Context, conn *amqpconn.Conn, ready func()) e
 	if err != nil {
 		return err
 	}
-	if err := s.exchange.Declare(ch); err != nil {
-		return err
-	}
 	// As the tutorial: a fresh, server-named queue that the broker deletes
 	// with this connection.
 	q, err := ch.QueueDeclare("", false, false, true, false, nil)
 	if err != nil {
 		return fmt.Errorf("declare queue: %w", err)
 	}
-	if err := ch.QueueBind(q.Name, s.opts.BindingKey, s.opts.Exchange, false, nil); err != nil {
-		return fmt.Errorf("bind queue to %q: %w", s.opts.Exchange, err)
+	if err := s.bind(ch, q.Name); err != nil {
+		return err
 	}
 	if err := ch.Qos(s.opts.Prefetch, 0, false); err != nil {
 		return err
@@ -257,6 +270,8 @@ func (s *Sink) session(ctx context.Context, conn *amqpconn.Conn, ready func()) e
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()
+	rebind := time.NewTicker(rebindEvery)
+	defer rebind.Stop()
 	var due <-chan time.Time
 	commit := func() error {
 		due = nil
@@ -285,6 +300,10 @@ func (s *Sink) session(ctx context.Context, conn *amqpconn.Conn, ready func()) e
 			if err := commit(); err != nil {
 				return err
 			}
+		case <-rebind.C:
+			if err := s.bind(ch, q.Name); err != nil {
+				return err
+			}
 		case <-ctx.Done():
 			if err := ch.Cancel(tag, false); err != nil {
 				return err
@@ -303,6 +322,25 @@ func (s *Sink) session(ctx context.Context, conn *amqpconn.Conn, ready func()) e
 	}
 }
 
+// bind declares the exchange, as every producer does, and binds the queue
+// to it. Both are no-ops when nothing changed; run again every
+// rebindEvery, they put back an exchange that was deleted, and with it
+// the binding, which the broker deletes with the exchange and tells no
+// consumer about.
+func (s *Sink) bind(ch *amqp.Channel, queue string) error {
+	if err := s.exchange.Declare(ch); err != nil {
+		return err
+	}
+	if err := ch.QueueBind(queue, s.opts.BindingKey, s.opts.Exchange, false, nil); err != nil {
+		return fmt.Errorf("bind queue to %q: %w", s.opts.Exchange, err)
+	}
+	return nil
+}
+
+// rebindEvery bounds how long a sink misses records after its exchange
+// was deleted and declared again by a producer.
+const rebindEvery = time.Second
+
 // A commit writes what was received at most commitEvery ago, and at most
 // maxBatch records at once.
 const (
@@ -319,25 +357,35 @@ func (s *Sink) receive(d *amqp.Delivery) {
 	}
 	producer, _ := d.Headers[slogamqp.HeaderProducer].(string)
 	seq, _ := d.Headers[slogamqp.HeaderSeq].(int64)
+	window, _ := d.Headers[slogamqp.HeaderWindow].(int64)
 	if producer == "" || seq <= 0 {
 		seq = 0 // not from slogamqp: nothing to track
 	}
+	src := source{producer: producer, window: uint64(max(window, 0)), app: d.AppId, ts: ts}
 	if d.ContentType != slogamqp.ContentTypeNDJSON {
-		s.receiveRecord(d.Body, d.ContentType, ts, producer, seq, d.AppId)
+		s.receiveRecord(d.Body, d.ContentType, src, seq)
 		return
 	}
 	for line := range bytes.SplitSeq(d.Body, []byte("\n")) {
-		s.receiveRecord(line, slogamqp.ContentTypeJSON, ts, producer, seq, d.AppId)
+		s.receiveRecord(line, slogamqp.ContentTypeJSON, src, seq)
 		if seq > 0 {
 			seq++
 		}
 	}
 }
 
-func (s *Sink) receiveRecord(body []byte, contentType string, ts time.Time, producer string, seq int64, app string) {
+// source is what a delivery says of the records it carries.
+type source struct {
+	producer, app string
+	window        uint64
+	ts            time.Time
+}
+
+func (s *Sink) receiveRecord(body []byte, contentType string, src source, seq int64) {
 	s.received.Add(1)
+	producer, app, ts := src.producer, src.app, src.ts
 	if seq > 0 {
-		dup, gap := s.tracker.observe(producer, uint64(seq))
+		dup, gap := s.tracker.observe(producer, uint64(seq), src.window)
 		s.missed.Store(s.tracker.missing)
 		if dup {
 			s.duplicates.Add(1)
@@ -368,14 +416,15 @@ func (s *Sink) commit(ctx context.Context, ch *amqp.Channel, tag uint64) error {
 }
 
 // write writes the batch to every output, retrying an output that fails
-// until it works again or ctx ends.
+// until it works again or ctx ends. It remembers how far each output got,
+// so that called again after a failure it gives no output a record twice.
 func (s *Sink) write(ctx context.Context) error {
 	if len(s.batch) == 0 {
 		return nil
 	}
-	for _, o := range s.opts.Outputs {
+	for i, o := range s.opts.Outputs {
 		for attempt := 0; ; attempt++ {
-			err := writeAll(o, s.batch)
+			err := s.writeTo(i, o)
 			if err == nil {
 				break
 			}
@@ -384,20 +433,24 @@ func (s *Sink) write(ctx context.Context) error {
 			select {
 			case <-time.After(wait):
 			case <-ctx.Done():
-				return fmt.Errorf("stopped with %d records unwritten: %w", len(s.batch), err)
+				return fmt.Errorf("stopped with %d records unwritten: %w", len(s.batch)-s.taken[i], err)
 			}
+			// A file moved or deleted under us is opened again by name.
 			o.Reopen()
 		}
 	}
 	s.written.Add(uint64(len(s.batch)))
 	clear(s.batch)
 	s.batch = s.batch[:0]
+	clear(s.taken)
 	return nil
 }
 
-func writeAll(o Output, batch []Record) error {
-	for i := range batch {
-		if err := o.Write(&batch[i]); err != nil {
+// writeTo gives output i the records of the batch it has not taken yet,
+// and flushes it.
+func (s *Sink) writeTo(i int, o Output) error {
+	for ; s.taken[i] < len(s.batch); s.taken[i]++ {
+		if err := o.Write(&s.batch[s.taken[i]]); err != nil {
 			return err
 		}
 	}

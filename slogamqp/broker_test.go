@@ -401,7 +401,7 @@ func TestCloseUnreachableReturnsByDeadline(t *testing.T) {
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("Close took %v with a 300ms deadline", d)
 	}
-	if !errors.Is(err, ErrUndelivered) || !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "10 of them") {
+	if !errors.Is(err, ErrUndelivered) || errors.Is(err, ErrDropped) || !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "10 of 10 records not delivered") {
 		t.Errorf("Close: %v", err)
 	}
 	lines := strings.Split(strings.TrimSpace(fb.String()), "\n")
@@ -437,8 +437,9 @@ func TestDropReportAfterRecovery(t *testing.T) {
 	if m["msg"] != "slogamqp: records dropped" || m["dropped"] != float64(15) || m["level"] != "WARN" {
 		t.Errorf("drop report %v", m)
 	}
-	if err := closeWithin(t, h, wait); err != nil {
-		t.Fatal(err)
+	// Close's error counts the dropped records, though they were reported.
+	if err := closeWithin(t, h, wait); !errors.Is(err, ErrDropped) || errors.Is(err, ErrUndelivered) || !strings.Contains(err.Error(), "15 of 25 records not delivered: 15 dropped") {
+		t.Fatalf("Close: %v", err)
 	}
 	if st := h.Stats(); st.Dropped != 15 || st.Confirmed != 10 || st.DropReports != 1 {
 		t.Errorf("stats %+v", st)

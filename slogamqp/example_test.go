@@ -2,6 +2,7 @@ package slogamqp_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -51,11 +52,15 @@ func ExampleOptions_fallback() {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
-	fmt.Println(h.Close(ctx))
+	err := h.Close(ctx)
+	var de *slogamqp.DeliveryError
+	if errors.As(err, &de) {
+		fmt.Printf("%d of %d records not delivered, %d of them dropped\n", de.Dropped+de.Undelivered, de.Handled, de.Dropped)
+	}
 	// Output:
 	// level=INFO msg="order placed" svc=shop id=42
 	// level=WARN msg="payment slow" svc=shop pay.ms=1200
-	// slogamqp: records not delivered: 2 of them (context deadline exceeded)
+	// 2 of 2 records not delivered, 0 of them dropped
 }
 
 // A topic exchange routes each record by its level, so a consumer can bind

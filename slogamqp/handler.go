@@ -12,13 +12,11 @@
 package slogamqp
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/logfan/logfan/internal/amqpconn"
@@ -48,7 +46,6 @@ type shared struct {
 	p         *publisher
 	closeOnce sync.Once
 	closeErr  error
-	undeliv   atomic.Int64
 }
 
 // New returns a Handler and starts its publisher. It returns at once, even
@@ -59,7 +56,7 @@ func New(opts *Options) (*Handler, error) {
 		return nil, err
 	}
 	s := &shared{opts: o}
-	s.q = newQueue(o.BufferRecords, o.BufferBytes, o.Overflow)
+	s.q = newQueue(&s.opts)
 	s.p = newPublisher(&s.opts, s.q)
 	go s.p.run()
 	return &Handler{s: s}, nil
@@ -77,8 +74,9 @@ func (h *Handler) Enabled(_ context.Context, level slog.Level) bool {
 
 // Handle encodes r and buffers it for publishing. It never waits on the
 // network and never retains r. A record that does not fit in the buffer is
-// dropped, counted and passed to Options.Fallback; Handle still returns nil,
-// since a caller of slog cannot act on it.
+// dropped, counted and passed to Options.Fallback, at once or, with
+// Overflow Block, once Options.BlockTimeout has passed or ctx is done;
+// Handle still returns nil, since a caller of slog cannot act on it.
 func (h *Handler) Handle(ctx context.Context, r slog.Record) error {
 	e := h.encoder()
 	e.ctx, e.rec = ctx, entry{time: r.Time, level: r.Level}
@@ -177,7 +175,11 @@ func (e *encoder) Write(p []byte) (int, error) {
 	if fb != nil {
 		evicted = &e.evicted
 	}
-	if !e.s.q.put(body, e.rec, evicted) && fb != nil {
+	ctx := e.ctx
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	if !e.s.q.put(ctx, body, e.rec, evicted) && fb != nil {
 		fallback(e.ctx, fb, body, &e.rec)
 	}
 	for i, old := range e.evicted {
@@ -208,82 +210,72 @@ func fallback(ctx context.Context, fb slog.Handler, body []byte, e *entry) {
 	}
 }
 
-// ErrUndelivered is wrapped by the error Close returns when records could
-// not be delivered.
+// ErrUndelivered matches, with errors.Is, the error Close returns when
+// records were accepted into the buffer and never confirmed: still held
+// when Close gave up, or nacked by the broker past every retry.
 var ErrUndelivered = errors.New("slogamqp: records not delivered")
 
+// ErrDropped matches, with errors.Is, the error Close returns when records
+// were dropped: the buffer was full, or they were logged after Close.
+var ErrDropped = errors.New("slogamqp: records dropped")
+
+// DeliveryError is what Close returns when not every record given to
+// Handle was delivered. It matches ErrDropped when Dropped > 0 and
+// ErrUndelivered when Undelivered > 0; Handled - Dropped - Undelivered
+// records were confirmed (sent, with confirms off).
+type DeliveryError struct {
+	Handled     uint64 // records given to Handle
+	Dropped     uint64 // of them, dropped (buffer full, or after Close)
+	Undelivered uint64 // of them, accepted and never confirmed
+	Cause       error  // why Close stopped waiting: ctx's error, or nil
+	LastError   error  // the last connection failure or refusal, or nil
+}
+
+func (e *DeliveryError) Error() string {
+	msg := fmt.Sprintf("slogamqp: %d of %d records not delivered: %d dropped, %d unconfirmed",
+		e.Dropped+e.Undelivered, e.Handled, e.Dropped, e.Undelivered)
+	if e.Cause != nil {
+		msg += " (" + e.Cause.Error() + ")"
+	}
+	if e.LastError != nil {
+		msg += "; last broker error: " + e.LastError.Error()
+	}
+	return msg
+}
+
+// Is matches ErrDropped and ErrUndelivered by the counts.
+func (e *DeliveryError) Is(target error) bool {
+	return target == ErrDropped && e.Dropped > 0 || target == ErrUndelivered && e.Undelivered > 0
+}
+
+// Unwrap returns Cause.
+func (e *DeliveryError) Unwrap() error { return e.Cause }
+
 // Close stops accepting records (later ones are dropped and counted, never
-// a panic), publishes what is buffered and waits for the broker's confirms
-// until ctx is done, then closes the connection. Records it could not
-// deliver go to Options.Fallback, and the returned error, which wraps
-// ErrUndelivered, says how many. Close returns by ctx's deadline. Calling it
-// again returns the first call's result.
+// a panic), publishes what is buffered, and a last drop report if records
+// were dropped, and waits for the broker's confirms until ctx is done, then
+// closes the connection with the AMQP handshake. Records it could not
+// deliver go to Options.Fallback. It returns nil only when every record
+// given to Handle so far was delivered, else a *DeliveryError that counts
+// the dropped and the undelivered. Close returns by ctx's deadline.
+// Calling it again returns the first call's result.
 func (h *Handler) Close(ctx context.Context) error {
 	s := h.s
-	s.closeOnce.Do(func() {
-		if s.q.close() {
-			s.p.cancel()
-		} else {
-			close(s.p.drain)
-		}
-		select {
-		case <-s.p.done:
-		case <-ctx.Done():
-			s.p.cancel()
-			<-s.p.done
-		}
-		for _, e := range s.q.drain() {
-			if !e.report {
-				s.undelivered(ctx, *e.body, &e)
-			}
-			freeBody(e.body)
-		}
-		for s.p.unconfirmed.len() > 0 {
-			m := s.p.unconfirmed.pop()
-			if m.records == 1 {
-				if m.reports == 0 {
-					s.undelivered(ctx, *m.body, &entry{time: m.time, level: m.level})
-				}
-			} else {
-				for line := range bytes.SplitSeq(*m.body, []byte("\n")) {
-					s.undelivered(ctx, line, nil)
-				}
-			}
-			if m.records > 1 {
-				// Drop reports are not records: do not count them.
-				s.undeliv.Add(-int64(m.reports))
-			}
-			s.q.release(m)
-		}
-		if n := s.undeliv.Load(); n > 0 {
-			s.closeErr = fmt.Errorf("%w: %d of them", ErrUndelivered, n)
-			if err := ctx.Err(); err != nil {
-				s.closeErr = fmt.Errorf("%w: %d of them (%w)", ErrUndelivered, n, err)
-			}
-		}
-	})
+	s.closeOnce.Do(func() { s.closeErr = s.p.shutdown(ctx) })
 	return s.closeErr
 }
 
-// undelivered counts a record that Close gives up on and hands it to the
-// fallback handler.
-func (s *shared) undelivered(ctx context.Context, body []byte, e *entry) {
-	s.undeliv.Add(1)
-	if s.opts.Fallback != nil {
-		fallback(ctx, s.opts.Fallback, body, e)
-	}
-}
-
-// Stats are the handler's counters. Once the buffer is empty,
-// Handled == Confirmed + Dropped + Undelivered.
+// Stats are the handler's counters. At every moment,
+// Handled == Confirmed + Dropped + Undelivered + Buffered.
 type Stats struct {
 	Handled     uint64 // records given to Handle
 	Published   uint64 // records sent to the broker, each counted once
 	Confirmed   uint64 // records the broker confirmed; with confirms off, records sent
 	Dropped     uint64 // records dropped because the buffer was full or the handler closed
-	Resent      uint64 // sends of records left unconfirmed by a lost connection
-	Buffered    int    // records held now, waiting to be sent or confirmed
-	Undelivered int    // records still held when Close gave up
+	Resent      uint64 // sends of records left unconfirmed by a lost connection, or nacked
+	Nacked      uint64 // nacks from the broker (each message is retried up to 3 times)
+	Buffered    uint64 // records held now, waiting to be sent or confirmed
+	Undelivered uint64 // records given up: nacked past every retry, or held when Close gave up
 	DropReports uint64 // "records dropped" records published
 	Reconnects  uint64 // connections made after the first
 	Connected   bool   // whether a channel to the broker is open now
@@ -303,12 +295,13 @@ func (h *Handler) Stats() Stats {
 		Confirmed:   p.confirmed.Load(),
 		Dropped:     dropped,
 		Resent:      p.resent.Load(),
-		Buffered:    buffered,
+		Nacked:      p.nacked.Load(),
+		Buffered:    uint64(buffered),
 		DropReports: p.dropReports.Load(),
 		Reconnects:  p.reconnects.Load(),
 		Connected:   p.connected.Load(),
 		LastError:   lastErr,
-		Undelivered: int(h.s.undeliv.Load()),
+		Undelivered: p.undelivered.Load(),
 	}
 }
 

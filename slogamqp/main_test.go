@@ -5,13 +5,11 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
 	"github.com/logfan/logfan/internal/brokertest"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	brokertest.Main(m, nil)
 }
 
 // offline returns a handler whose broker never answers, so that every

@@ -24,15 +24,23 @@ const (
 	// room, keeping the most recent ones. Records already sent and awaiting a
 	// confirm are never dropped.
 	DropOldest
+	// Block makes Handle wait for room, up to Options.BlockTimeout and
+	// never past the end of Handle's context, and then drop the record.
+	// It is the choice for batch jobs and command-line tools that must not
+	// lose a record; never for request paths, whose latency it would tie
+	// to the broker's.
+	Block
 )
 
-// String names the policy: "drop-newest" or "drop-oldest".
+// String names the policy: "drop-newest", "drop-oldest" or "block".
 func (o Overflow) String() string {
 	switch o {
 	case DropNewest:
 		return "drop-newest"
 	case DropOldest:
 		return "drop-oldest"
+	case Block:
+		return "block"
 	}
 	return fmt.Sprintf("Overflow(%d)", int(o))
 }
@@ -84,10 +92,16 @@ type Options struct {
 	// BufferRecords bounds the records held in memory: those waiting to be
 	// sent and those sent but not yet confirmed. Default: 16384.
 	BufferRecords int
-	// BufferBytes bounds the bytes of those records. Default: 16 MiB.
+	// BufferBytes bounds the memory those records hold: the capacity of
+	// the buffer of each, which may be up to twice its length, and is at
+	// least 512 bytes. A record larger than BufferBytes is dropped.
+	// Default: 16 MiB.
 	BufferBytes int
 	// Overflow is what happens when the buffer is full. Default: DropNewest.
 	Overflow Overflow
+	// BlockTimeout is the longest Handle waits for room with Overflow
+	// Block. Default: 5s.
+	BlockTimeout time.Duration
 
 	// DisableConfirms turns publisher confirms off: records count as
 	// delivered once written to the socket, and those in flight when a
@@ -118,7 +132,10 @@ type Options struct {
 	// Default: one line on standard error per failure.
 	OnError func(err error, retryIn time.Duration)
 
-	// MinBackoff is the first wait before reconnecting. Default: 100ms.
+	// MinBackoff is the first wait before reconnecting, and before sending
+	// again a message that the broker nacked (doubling for each nack).
+	// The waits start again from it once a connection has lasted 5s.
+	// Default: 100ms.
 	MinBackoff time.Duration
 	// MaxBackoff is the longest wait before reconnecting, and the wait after
 	// a refusal that retrying cannot fix. Default: 30s.
@@ -178,8 +195,17 @@ func (o *Options) withDefaults() (Options, error) {
 	if opts.BufferBytes <= 0 {
 		opts.BufferBytes = 16 << 20
 	}
-	if opts.Overflow != DropNewest && opts.Overflow != DropOldest {
+	if opts.Overflow != DropNewest && opts.Overflow != DropOldest && opts.Overflow != Block {
 		return opts, fmt.Errorf("slogamqp: unknown overflow policy %v", opts.Overflow)
+	}
+	if opts.BlockTimeout <= 0 {
+		opts.BlockTimeout = 5 * time.Second
+	}
+	if opts.MinBackoff <= 0 {
+		opts.MinBackoff = 100 * time.Millisecond
+	}
+	if opts.MaxBackoff <= 0 {
+		opts.MaxBackoff = 30 * time.Second
 	}
 	if opts.MaxInFlight <= 0 {
 		opts.MaxInFlight = 1024

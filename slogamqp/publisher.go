@@ -20,13 +20,17 @@ import (
 
 // Header names set on every message. A consumer detects gaps and
 // duplicates from HeaderProducer and HeaderSeq: each producer numbers the
-// messages it publishes 1, 2, 3, … and a resent message keeps its number
+// records it publishes 1, 2, 3, … and a resent message keeps its number
 // and its message id.
 const (
 	HeaderLevel    = "level"
 	HeaderProducer = "producer"
 	HeaderSeq      = "seq"     // of the message's first record
 	HeaderRecords  = "records" // in batch mode: how many records the message holds
+	// HeaderWindow is how far back, in seq, this producer may resend a
+	// message: a consumer that remembers that many seqs per producer never
+	// writes a record twice.
+	HeaderWindow = "window"
 )
 
 // Content types of message bodies.
@@ -35,35 +39,42 @@ const (
 	ContentTypeNDJSON = "application/x-ndjson" // a batch: one record per line
 )
 
+// maxNackRetries is how many times a message that the broker nacked (a
+// full queue with x-overflow reject-publish, say) is sent again before
+// its records count as undelivered.
+const maxNackRetries = 3
+
 // publisher is the one goroutine that talks to the broker. It owns the
-// records it has taken from the queue until the broker confirms them.
+// records it has taken from the queue until the broker confirms them, and
+// the shutdown that accounts for every record it could not deliver.
 type publisher struct {
 	opts     *Options
 	q        *queue
 	exchange amqpconn.Exchange
 	producer string
+	window   uint64     // how far back a resend may reach: HeaderWindow
 	headers  amqp.Table // reused: Publish serializes it before returning
 
 	unconfirmed ring[message] // taken from q, oldest first; the first sent were sent on this channel
 	sent        int           // how many of unconfirmed were sent on the current channel
+	retries     []message     // nacked, waiting for their due time
 	seq         uint64        // last sequence number given out
 	sessions    int
 	draining    bool
-
-	// In batch mode, a partial batch waits up to Linger for more records.
-	linger      *time.Timer
-	lingering   bool // linger is running
-	lingerSpent bool // linger fired: send what is pending
+	lingerUntil time.Time // in batch mode, when a partial batch goes
+	alarm       alarm
 
 	ctx    context.Context
 	cancel context.CancelFunc
-	drain  chan struct{} // closed by Close: send what is held, then stop
+	drain  chan struct{} // closed by shutdown: send what is held, then stop
 	done   chan struct{} // closed when run returns
 
 	connected   atomic.Bool
 	published   atomic.Uint64
 	confirmed   atomic.Uint64
 	resent      atomic.Uint64
+	nacked      atomic.Uint64
+	undelivered atomic.Uint64
 	reconnects  atomic.Uint64
 	dropReports atomic.Uint64
 	errMu       sync.Mutex
@@ -78,23 +89,29 @@ func newPublisher(opts *Options, q *queue) *publisher {
 		q:        q,
 		exchange: amqpconn.Exchange{Name: opts.Exchange, Kind: opts.ExchangeKind, Durable: opts.Durable},
 		producer: hex.EncodeToString(id[:]),
-		headers:  amqp.Table{},
-		drain:    make(chan struct{}),
-		done:     make(chan struct{}),
+		// Unconfirmed records are within the buffer, and drop reports
+		// within the in-flight window.
+		window:  uint64(opts.BufferRecords + opts.MaxInFlight),
+		headers: amqp.Table{},
+		drain:   make(chan struct{}),
+		done:    make(chan struct{}),
 	}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
-	if opts.Batch != nil {
-		p.linger = time.NewTimer(time.Hour)
-		p.linger.Stop()
-	}
 	return p
 }
 
 func (p *publisher) run() {
 	defer close(p.done)
 	defer p.cancel()
-	backoff := amqpconn.Backoff{Initial: p.opts.MinBackoff, Max: p.opts.MaxBackoff}
-	amqpconn.Run(p.ctx, p.opts.conn(), backoff, p.session, p.fail)
+	defer p.alarm.stop()
+	amqpconn.Loop{
+		Config:   p.opts.conn(),
+		Backoff:  amqpconn.Backoff{Initial: p.opts.MinBackoff, Max: p.opts.MaxBackoff},
+		Session:  p.session,
+		Report:   p.fail,
+		Finished: p.finished,
+		Wake:     p.drain,
+	}.Run(p.ctx)
 }
 
 func (p *publisher) fail(err error, retryIn time.Duration) {
@@ -102,6 +119,20 @@ func (p *publisher) fail(err error, retryIn time.Duration) {
 	p.lastErr = err
 	p.errMu.Unlock()
 	p.opts.OnError(err, retryIn)
+}
+
+// finished reports whether shutdown asked the publisher to stop and
+// everything it held is delivered or given up.
+func (p *publisher) finished() bool {
+	if !p.draining {
+		select {
+		case <-p.drain:
+			p.draining = true
+		default:
+			return false
+		}
+	}
+	return p.unconfirmed.len() == 0 && len(p.retries) == 0 && p.q.idle() && p.q.unreportedDrops() == 0
 }
 
 func (p *publisher) session(ctx context.Context, conn *amqpconn.Conn, ready func()) error {
@@ -119,12 +150,12 @@ func (p *publisher) session(ctx context.Context, conn *amqpconn.Conn, ready func
 			return err
 		}
 		// Room for every confirm in flight, so that amqp091's reader never
-		// blocks on us.
+		// waits on us (it drops what waits too long).
 		confirms = ch.NotifyPublish(make(chan amqp.Confirmation, p.opts.MaxInFlight))
 	}
 	connClosed := conn.NotifyClose(make(chan *amqp.Error, 1))
 	chClosed := ch.NotifyClose(make(chan *amqp.Error, 1))
-	blockings := conn.NotifyBlocked(make(chan amqp.Blocking, 4))
+	blocking := conn.WatchBlocked()
 
 	ready()
 	if p.sessions++; p.sessions > 1 {
@@ -141,30 +172,26 @@ func (p *publisher) session(ctx context.Context, conn *amqpconn.Conn, ready func
 				return err
 			}
 		}
-		if p.draining && p.unconfirmed.len() == 0 && p.q.idle() {
+		if p.finished() {
 			return amqpconn.ErrDone
 		}
 		select {
 		case <-p.q.wake:
-		case <-p.lingerC():
-			p.lingering, p.lingerSpent = false, true
+		case <-p.alarm.c:
+			p.alarm.fired()
 		case <-p.drainSignal():
 			p.draining = true
 		case c, ok := <-confirms:
 			if !ok {
 				return closedError(chClosed, connClosed)
 			}
-			if !c.Ack {
-				// Rare (an internal broker error): resending everything
-				// unconfirmed on a new channel keeps the order simple.
-				return errors.New("broker nacked a message")
+			p.confirmOldest(c.Ack)
+		case <-blocking.C:
+			active, reason := blocking.State()
+			if active && !blocked {
+				p.fail(fmt.Errorf("connection blocked by the broker (%s): buffering", reason), 0)
 			}
-			p.confirmOldest()
-		case b := <-blockings:
-			blocked = b.Active
-			if blocked {
-				p.fail(fmt.Errorf("connection blocked by the broker (%s): buffering", b.Reason), 0)
-			}
+			blocked = active
 		case err := <-connClosed:
 			return closedError(chClosed, connClosed, err)
 		case err := <-chClosed:
@@ -173,13 +200,6 @@ func (p *publisher) session(ctx context.Context, conn *amqpconn.Conn, ready func
 			return ctx.Err()
 		}
 	}
-}
-
-func (p *publisher) lingerC() <-chan time.Time {
-	if !p.lingering {
-		return nil
-	}
-	return p.linger.C
 }
 
 // drainSignal returns the drain channel until the publisher has seen it.
@@ -191,38 +211,53 @@ func (p *publisher) drainSignal() <-chan struct{} {
 }
 
 // publishAll sends what is unsent, first the messages left unconfirmed by
-// a lost channel, then new ones, while the window has room.
+// a lost channel, then nacked ones that are due, then new ones, while the
+// window has room.
 func (p *publisher) publishAll(ch *amqp.Channel, confirm bool) error {
 	for p.sent < p.opts.MaxInFlight {
-		fresh := p.sent == p.unconfirmed.len()
-		if fresh {
-			m, ok := p.next()
+		if p.sent == p.unconfirmed.len() {
+			m, ok := p.nextMessage()
 			if !ok {
-				if !p.reportDrops() {
-					return nil
-				}
-				continue
+				return nil
 			}
-			m.seq = p.seq + 1
-			p.seq += uint64(m.records)
 			p.unconfirmed.push(m)
 		}
 		m := p.unconfirmed.at(p.sent)
 		if err := p.publish(ch, m); err != nil {
 			return err
 		}
-		if m.sent {
-			p.resent.Add(uint64(m.records - m.reports))
-		} else {
-			p.published.Add(uint64(m.records - m.reports))
-			m.sent = true
+		n := uint64(m.records)
+		switch {
+		case m.report:
+		case m.sent:
+			p.resent.Add(n)
+		default:
+			p.published.Add(n)
 		}
+		m.sent = true
 		p.sent++
 		if !confirm {
-			p.confirmOldest()
+			p.confirmOldest(true)
 		}
 	}
 	return nil
+}
+
+// nextMessage returns a nacked message that is due, else a new one from
+// the queue, numbered, else a drop report when one is due.
+func (p *publisher) nextMessage() (message, bool) {
+	if m, ok := p.dueRetry(time.Now()); ok {
+		return m, true
+	}
+	m, ok := p.next()
+	if !ok && p.reportDrops() {
+		m, ok = p.next()
+	}
+	if ok {
+		m.seq = p.seq + 1
+		p.seq += uint64(m.records)
+	}
+	return m, ok
 }
 
 // next takes the next message from the queue. In batch mode, a batch
@@ -233,24 +268,51 @@ func (p *publisher) next() (message, bool) {
 	if b == nil {
 		return p.q.take()
 	}
-	if !p.q.full(b.MaxRecords, b.MaxBytes) && !p.lingerSpent && !p.draining {
-		if !p.lingering && !p.q.idle() {
-			p.linger.Reset(b.Linger)
-			p.lingering = true
+	if !p.q.full(b.MaxRecords, b.MaxBytes) && !p.draining {
+		now := time.Now()
+		if p.lingerUntil.IsZero() {
+			if p.q.idle() {
+				return message{}, false
+			}
+			p.lingerUntil = now.Add(b.Linger)
 		}
-		return message{}, false
+		if now.Before(p.lingerUntil) {
+			p.alarm.set(p.lingerUntil)
+			return message{}, false
+		}
 	}
 	m, ok := p.q.takeBatch(b.MaxRecords, b.MaxBytes)
 	if !ok || m.records < b.MaxRecords {
-		p.lingerSpent = false // pending is spent: the next batch waits again
+		p.lingerUntil = time.Time{} // pending is spent: the next batch waits again
 	}
 	return m, ok
+}
+
+// dueRetry returns the first nacked message whose wait is over, giving up
+// on those that a consumer could no longer tell from new records.
+func (p *publisher) dueRetry(now time.Time) (message, bool) {
+	for i := 0; i < len(p.retries); i++ {
+		m := p.retries[i]
+		if m.due.After(now) {
+			p.alarm.set(m.due)
+			continue
+		}
+		p.retries = append(p.retries[:i], p.retries[i+1:]...)
+		if p.seq-m.seq >= p.window {
+			p.giveUp(context.Background(), m)
+			i--
+			continue
+		}
+		return m, true
+	}
+	return message{}, false
 }
 
 func (p *publisher) publish(ch *amqp.Channel, m *message) error {
 	p.headers[HeaderLevel] = m.level.String()
 	p.headers[HeaderProducer] = p.producer
 	p.headers[HeaderSeq] = int64(m.seq)
+	p.headers[HeaderWindow] = int64(p.window)
 	contentType := ContentTypeJSON
 	if p.opts.Batch != nil {
 		contentType = ContentTypeNDJSON
@@ -271,22 +333,58 @@ func (p *publisher) publish(ch *amqp.Channel, m *message) error {
 	})
 }
 
-func (p *publisher) confirmOldest() {
+// confirmOldest settles the oldest message sent: released when acked;
+// when nacked, sent again after a backoff, up to maxNackRetries times.
+// A nack leaves the session and every other message alone.
+func (p *publisher) confirmOldest(ack bool) {
 	m := p.unconfirmed.pop()
 	p.sent--
-	p.dropReports.Add(uint64(m.reports))
-	p.confirmed.Add(uint64(m.records - m.reports))
+	if ack {
+		if m.report {
+			p.dropReports.Add(1)
+		} else {
+			p.confirmed.Add(uint64(m.records))
+		}
+		p.q.release(m)
+		return
+	}
+	p.nacked.Add(1)
+	if m.nacks++; m.nacks > maxNackRetries {
+		p.giveUp(context.Background(), m)
+		return
+	}
+	m.due = time.Now().Add(min(p.opts.MinBackoff<<(m.nacks-1), p.opts.MaxBackoff))
+	p.retries = append(p.retries, m)
+	p.alarm.set(m.due)
+}
+
+// giveUp counts the records of m as undelivered, hands them to the
+// fallback handler and releases m.
+func (p *publisher) giveUp(ctx context.Context, m message) {
+	if !m.report {
+		p.undelivered.Add(uint64(m.records))
+		if fb := p.opts.Fallback; fb != nil {
+			if m.batch {
+				for line := range bytes.SplitSeq(*m.body, []byte("\n")) {
+					fallback(ctx, fb, line, nil)
+				}
+			} else {
+				fallback(ctx, fb, *m.body, &entry{time: m.time, level: m.level})
+			}
+		}
+	}
 	p.q.release(m)
 }
 
-// reportDrops queues one record telling how many records were dropped
-// since the last such record, and reports whether it did.
+// reportDrops queues one record telling how many records were dropped in
+// the stretch of drops that is over, and reports whether it did. Closing
+// ends every stretch.
 func (p *publisher) reportDrops() bool {
-	if p.draining {
-		return false
-	}
-	n := p.q.takeUnreported()
+	n, askAt := p.q.dropsToReport(time.Now(), p.draining)
 	if n == 0 {
+		if !askAt.IsZero() {
+			p.alarm.set(askAt)
+		}
 		return false
 	}
 	var buf bytes.Buffer
@@ -299,6 +397,73 @@ func (p *publisher) reportDrops() bool {
 	}
 	p.q.putReport(bytes.TrimSuffix(buf.Bytes(), []byte("\n")), e)
 	return true
+}
+
+// shutdown stops the queue, lets the publisher send what it holds until
+// it is done or ctx is, then gives up on what is left. It returns nil
+// only when every record given to Handle was delivered.
+func (p *publisher) shutdown(ctx context.Context) error {
+	p.q.close()
+	close(p.drain)
+	select {
+	case <-p.done:
+	case <-ctx.Done():
+		p.cancel()
+		<-p.done
+	}
+	for {
+		m, ok := p.q.take()
+		if !ok {
+			break
+		}
+		p.giveUp(ctx, m)
+	}
+	for p.unconfirmed.len() > 0 {
+		p.giveUp(ctx, p.unconfirmed.pop())
+	}
+	for _, m := range p.retries {
+		p.giveUp(ctx, m)
+	}
+	p.retries = nil
+	handled, dropped, _ := p.q.counts()
+	e := &DeliveryError{Handled: handled, Dropped: dropped, Undelivered: p.undelivered.Load(), Cause: ctx.Err()}
+	p.errMu.Lock()
+	e.LastError = p.lastErr
+	p.errMu.Unlock()
+	if e.Dropped == 0 && e.Undelivered == 0 {
+		return nil
+	}
+	return e
+}
+
+// alarm is the publisher's one timer, set to the earliest of its
+// deadlines: a partial batch's linger, the end of a stretch of drops, a
+// nacked message's retry. When it fires, the publisher looks at them all.
+type alarm struct {
+	t  *time.Timer
+	at time.Time
+	c  <-chan time.Time // nil while not set
+}
+
+func (a *alarm) set(at time.Time) {
+	if a.c != nil && !at.Before(a.at) {
+		return
+	}
+	d := time.Until(at)
+	if a.t == nil {
+		a.t = time.NewTimer(d)
+	} else {
+		a.t.Reset(d)
+	}
+	a.at, a.c = at, a.t.C
+}
+
+func (a *alarm) fired() { a.c = nil }
+
+func (a *alarm) stop() {
+	if a.t != nil {
+		a.t.Stop()
+	}
 }
 
 // closedError returns the first error that the channel or the connection

@@ -1,6 +1,7 @@
 package slogamqp
 
 import (
+	"context"
 	"log/slog"
 	"sync"
 	"time"
@@ -15,35 +16,63 @@ type entry struct {
 	report bool   // a drop report: outside the buffer's limits and counts
 }
 
-// message is what the publisher sends: one record or, in batch mode,
-// several. It is charged to the queue's limits until released.
+// message is what the publisher sends: one record, a drop report or, in
+// batch mode, several records. It is charged to the queue's limits until
+// released.
 type message struct {
 	body    *[]byte
-	batch   bool   // body is from batchBodies
+	batch   bool   // body was allocated for this batch, not taken from bodies
+	report  bool   // a drop report, not a record
 	sent    bool   // sent at least once: a later send is a resend
-	records int    // records it carries, drop reports included
-	reports int    // drop reports among them
+	records int    // records it carries (1 for a drop report)
 	bytes   int    // bytes charged to the queue
 	seq     uint64 // per-producer sequence number of its first record
+	nacks   int    // times the broker refused it
+	due     time.Time
 	time    time.Time
 	level   slog.Level
 	key     string
 }
 
 // bodies recycles record bodies, so that a steady stream of records
-// allocates nothing.
-var bodies = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+// allocates nothing: one pool per size class, 512 bytes to 64 KiB in
+// powers of two, so that a buffer is at most twice the record it holds,
+// and the limits, which count capacity, stay close to the bytes logged.
+var bodies [8]sync.Pool
 
-// batchBodies recycles batch bodies apart from record bodies: a record
-// sitting in a batch-sized buffer would hold far more memory than the
-// buffer's byte limit counts.
-var batchBodies = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
+const minBody, maxPooledBody = 512, 512 << 7
 
-func freeBody(b *[]byte) {
-	if cap(*b) > 64<<10 { // let rare huge records go instead of pinning them
-		return
+// sizeClass returns the pool for buffers of capacity n, and that
+// capacity, or -1 for a record too large to pool.
+func sizeClass(n int) (class, capacity int) {
+	c := minBody
+	for class = 0; class < len(bodies); class++ {
+		if n <= c {
+			return class, c
+		}
+		c *= 2
 	}
-	bodies.Put(b)
+	return -1, n
+}
+
+// getBody returns an empty buffer of at least n bytes.
+func getBody(n int) *[]byte {
+	class, capacity := sizeClass(n)
+	if class >= 0 {
+		if b, ok := bodies[class].Get().(*[]byte); ok {
+			return b
+		}
+	}
+	b := make([]byte, 0, capacity)
+	return &b
+}
+
+// freeBody recycles b, unless it is too large to pin.
+func freeBody(b *[]byte) {
+	if class, capacity := sizeClass(cap(*b)); class >= 0 && capacity == cap(*b) {
+		*b = (*b)[:0]
+		bodies[class].Put(b)
+	}
 }
 
 // ring is a FIFO that grows by doubling and never shrinks.
@@ -78,8 +107,9 @@ func (r *ring[T]) pop() T {
 func (r *ring[T]) at(i int) *T { return &r.buf[(r.head+i)%len(r.buf)] }
 
 // queue is the bounded buffer between Handle and the publisher. Its limits
-// count every record from Handle until the broker confirms it, so memory
-// stays bounded however long the broker is away.
+// count every record from Handle until the broker confirms it, and count
+// the memory each holds (the capacity of its buffer, not just its length),
+// so memory stays bounded however long the broker is away.
 type queue struct {
 	mu         sync.Mutex
 	pending    ring[entry] // not yet taken by the publisher
@@ -90,51 +120,56 @@ type queue struct {
 	maxRecords int
 	maxBytes   int
 	overflow   Overflow
+	maxBlock   time.Duration
 	closed     bool
 
 	handled    uint64
 	dropped    uint64
-	unreported uint64 // drops not yet told in a drop report
+	unreported uint64    // drops not yet told in a drop report
+	stretch    time.Time // when the first unreported drop happened
+	lastDrop   time.Time
 
-	wake chan struct{} // signalled when pending becomes non-empty
+	wake chan struct{} // signalled when pending becomes non-empty, and on a drop
+	room chan struct{} // closed when room is made, for Handle calls that Block
 }
 
-func newQueue(maxRecords, maxBytes int, overflow Overflow) *queue {
-	return &queue{maxRecords: maxRecords, maxBytes: maxBytes, overflow: overflow, wake: make(chan struct{}, 1)}
+func newQueue(o *Options) *queue {
+	return &queue{maxRecords: o.BufferRecords, maxBytes: o.BufferBytes, overflow: o.Overflow, maxBlock: o.BlockTimeout, wake: make(chan struct{}, 1)}
 }
 
 // put copies body into the buffer and reports whether it was kept. Records
 // evicted to make room (DropOldest) are appended to *evicted when it is not
-// nil, and freed otherwise.
-func (q *queue) put(body []byte, e entry, evicted *[]entry) bool {
-	b := bodies.Get().(*[]byte)
-	*b = append((*b)[:0], body...)
+// nil, and freed otherwise. With Block, it waits for room until maxBlock
+// has passed or ctx is done.
+func (q *queue) put(ctx context.Context, body []byte, e entry, evicted *[]entry) bool {
+	b := getBody(len(body))
+	*b = append(*b, body...)
 	e.body = b
-	size := len(body)
+	size := cap(*b)
+	var timer *time.Timer
+	waited := false
 
 	q.mu.Lock()
 	q.handled++
 	for q.closed || size > q.maxBytes || q.records >= q.maxRecords || q.bytes+size > q.maxBytes {
-		if q.closed || size > q.maxBytes || q.overflow != DropOldest || q.pending.len() == 0 {
-			q.dropped++
-			if !q.closed {
-				q.unreported++
+		switch {
+		case q.closed || size > q.maxBytes:
+		case q.overflow == DropOldest && q.pending.len() > 0 && !q.pending.at(0).report:
+			q.evict(evicted)
+			continue
+		case q.overflow == Block && !waited:
+			if timer == nil {
+				timer = time.NewTimer(q.maxBlock)
+				defer timer.Stop()
 			}
-			q.mu.Unlock()
-			freeBody(b)
-			return false
+			waited = !q.waitForRoom(ctx, timer)
+			continue
 		}
-		old := q.pending.pop()
-		q.records--
-		q.bytes -= len(*old.body)
-		q.pendBytes -= len(*old.body)
-		q.dropped++
-		q.unreported++
-		if evicted != nil {
-			*evicted = append(*evicted, old)
-		} else {
-			freeBody(old.body)
-		}
+		q.drop(time.Now())
+		q.mu.Unlock()
+		freeBody(b)
+		q.signal()
+		return false
 	}
 	q.pending.push(e)
 	q.records++
@@ -142,14 +177,73 @@ func (q *queue) put(body []byte, e entry, evicted *[]entry) bool {
 	q.pendBytes += size
 	first := q.pending.len() == 1
 	q.mu.Unlock()
-
 	if first {
-		select {
-		case q.wake <- struct{}{}:
-		default:
-		}
+		q.signal()
 	}
 	return true
+}
+
+// waitForRoom waits, with q.mu unlocked, until room may have been made,
+// and reports false once timer or ctx ended the wait.
+func (q *queue) waitForRoom(ctx context.Context, timer *time.Timer) bool {
+	if q.room == nil {
+		q.room = make(chan struct{})
+	}
+	room := q.room
+	q.mu.Unlock()
+	defer q.mu.Lock()
+	select {
+	case <-room:
+		return true
+	case <-timer.C:
+	case <-ctx.Done():
+	}
+	return false
+}
+
+// evict drops the oldest pending record, for DropOldest.
+func (q *queue) evict(evicted *[]entry) {
+	old := q.pending.pop()
+	size := cap(*old.body)
+	q.records--
+	q.bytes -= size
+	q.pendBytes -= size
+	q.drop(time.Now())
+	if evicted != nil {
+		*evicted = append(*evicted, old)
+	} else {
+		freeBody(old.body)
+	}
+}
+
+// drop counts a dropped record. Drops after Close are counted but not
+// reported: no drop report follows the last.
+func (q *queue) drop(now time.Time) {
+	q.dropped++
+	if q.closed {
+		return
+	}
+	if q.unreported == 0 {
+		q.stretch = now
+	}
+	q.unreported++
+	q.lastDrop = now
+}
+
+// signal wakes the publisher, without waiting.
+func (q *queue) signal() {
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
+// madeRoom wakes the Handle calls waiting for room; q.mu is held.
+func (q *queue) madeRoom() {
+	if q.room != nil {
+		close(q.room)
+		q.room = nil
+	}
 }
 
 // take hands the oldest pending record to the publisher as a message of
@@ -161,11 +255,9 @@ func (q *queue) take() (message, bool) {
 		return message{}, false
 	}
 	e := q.pending.pop()
-	m := message{body: e.body, records: 1, time: e.time, level: e.level, key: e.key}
-	if e.report {
-		m.reports = 1
-	} else {
-		m.bytes = len(*e.body)
+	m := message{body: e.body, records: 1, report: e.report, time: e.time, level: e.level, key: e.key}
+	if !e.report {
+		m.bytes = cap(*e.body)
 		q.pendBytes -= m.bytes
 	}
 	return m, true
@@ -180,67 +272,99 @@ func (q *queue) full(records, bytes int) bool {
 
 // takeBatch hands the oldest pending records that share a routing key, up
 // to maxRecords and about maxBytes, to the publisher as one message whose
-// body holds them one per line (NDJSON).
+// body holds them one per line (NDJSON). A drop report travels alone, so
+// that no report is ever taken for a record. The body is allocated to fit:
+// a reused buffer would hold more memory than the limits count.
 func (q *queue) takeBatch(maxRecords, maxBytes int) (message, bool) {
-	body := batchBodies.Get().(*[]byte)
-	*body = (*body)[:0]
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.pending.len() == 0 {
-		batchBodies.Put(body)
 		return message{}, false
 	}
 	first := q.pending.at(0)
-	m := message{body: body, batch: true, time: first.time, level: first.level, key: first.key}
-	for q.pending.len() > 0 && m.records < maxRecords {
-		e := *q.pending.at(0)
-		if m.records > 0 && (e.key != m.key || len(*body)+len(*e.body) >= maxBytes) {
+	if first.report {
+		e := q.pending.pop()
+		return message{body: e.body, report: true, records: 1, time: e.time, level: e.level, key: e.key}, true
+	}
+	n, size := 0, 0
+	for n < q.pending.len() && n < maxRecords {
+		e := q.pending.at(n)
+		if e.report || n > 0 && (e.key != first.key || size+len(*e.body) >= maxBytes) {
 			break
 		}
-		q.pending.pop()
-		*body = append(append(*body, *e.body...), '\n')
-		m.records++
-		if e.report {
-			m.reports++
-		} else {
-			m.bytes += len(*e.body)
-			q.pendBytes -= len(*e.body)
-		}
+		size += len(*e.body) + 1
+		n++
+	}
+	body := make([]byte, 0, size)
+	m := message{body: &body, batch: true, records: n, time: first.time, level: first.level, key: first.key}
+	for range n {
+		e := q.pending.pop()
+		body = append(append(body, *e.body...), '\n')
+		q.pendBytes -= cap(*e.body)
+		q.bytes -= cap(*e.body)
 		freeBody(e.body)
 	}
-	*body = (*body)[:len(*body)-1]
+	body = body[:len(body)-1]
+	m.bytes = cap(body)
+	q.bytes += m.bytes
 	return m, true
 }
 
-// release frees a message once confirmed or given up.
+// release frees a message once confirmed or given up, making room.
 func (q *queue) release(m message) {
 	q.mu.Lock()
-	q.reports -= m.reports
-	q.records -= m.records - m.reports
-	q.bytes -= m.bytes
-	q.mu.Unlock()
-	if m.batch {
-		batchBodies.Put(m.body)
+	if m.report {
+		q.reports--
 	} else {
+		q.records -= m.records
+		q.bytes -= m.bytes
+	}
+	q.madeRoom()
+	q.mu.Unlock()
+	if !m.batch {
 		freeBody(m.body)
 	}
 }
 
-// takeUnreported returns the drops not yet reported and marks them
-// reported.
-func (q *queue) takeUnreported() uint64 {
+// dropsToReport returns the drops to tell in a drop report and marks them
+// told, once the stretch of drops is over: no drop for reportQuiet, or
+// the stretch has lasted reportEvery, or now is the end. Otherwise it
+// returns 0 and when to ask again (zero when there is nothing to tell).
+func (q *queue) dropsToReport(now time.Time, final bool) (n uint64, askAt time.Time) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	n := q.unreported
-	q.unreported = 0
-	return n
+	if q.unreported == 0 {
+		return 0, time.Time{}
+	}
+	at := q.lastDrop.Add(reportQuiet)
+	if long := q.stretch.Add(reportEvery); long.Before(at) {
+		at = long
+	}
+	if !final && now.Before(at) {
+		return 0, at
+	}
+	n, q.unreported = q.unreported, 0
+	return n, time.Time{}
 }
 
+func (q *queue) unreportedDrops() uint64 {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.unreported
+}
+
+// A stretch of drops ends after reportQuiet without a drop; a stretch that
+// goes on is reported every reportEvery.
+const (
+	reportQuiet = time.Second
+	reportEvery = time.Minute
+)
+
 // putReport queues a drop report. It bypasses the limits: there is at most
-// one per catching up, and it is small.
+// one per stretch of drops, and it is small.
 func (q *queue) putReport(body []byte, e entry) {
-	b := bodies.Get().(*[]byte)
-	*b = append((*b)[:0], body...)
+	b := getBody(len(body))
+	*b = append(*b, body...)
 	e.body, e.report = b, true
 	q.mu.Lock()
 	q.pending.push(e)
@@ -255,31 +379,12 @@ func (q *queue) idle() bool {
 	return q.records == 0 && q.reports == 0
 }
 
-// close makes every later put drop, and reports whether nothing is held.
-func (q *queue) close() (idle bool) {
+// close makes every later put drop, and wakes the puts that wait.
+func (q *queue) close() {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.closed = true
-	return q.records == 0 && q.reports == 0
-}
-
-// drain removes every pending record, for Close once the publisher is gone.
-func (q *queue) drain() []entry {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	out := make([]entry, 0, q.pending.len())
-	for q.pending.len() > 0 {
-		e := q.pending.pop()
-		if e.report {
-			q.reports--
-		} else {
-			q.records--
-			q.bytes -= len(*e.body)
-			q.pendBytes -= len(*e.body)
-		}
-		out = append(out, e)
-	}
-	return out
+	q.madeRoom()
 }
 
 // counts returns the handled, dropped and buffered records.

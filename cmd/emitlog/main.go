@@ -4,11 +4,15 @@
 //	emitlog [flags] message words [key=value ...]
 //	tail -f app.log | emitlog [flags]
 //
-// It exits 0 only once the broker has confirmed every record.
+// It never drops a record to keep up: it waits for the broker, up to
+// -timeout. It exits 0 only once the broker has confirmed every record it
+// read, whole; else 1, with one line saying how many were not delivered,
+// and why.
 package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -43,7 +47,7 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stderr io.Writer) 
 	url := fs.String("url", "", "broker `URL` (default $AMQP_URL, else "+amqpconn.Redact(amqpconn.DefaultURL)+")")
 	exchange := fs.String("exchange", "logs", "fanout `exchange` to publish to")
 	level := fs.String("level", "info", "`level` of the records: debug, info, warn, error, or e.g. warn+2")
-	timeout := fs.Duration("timeout", 10*time.Second, "give up when the broker has not confirmed every record within this `duration`")
+	timeout := fs.Duration("timeout", 10*time.Second, "how long to wait for the broker, for room while reading and for the last confirms at the end (`duration`)")
 	fs.Usage = func() {} // a bad flag gets one line, from exitCode
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -64,46 +68,133 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stderr io.Writer) 
 		return cli.Usage(fmt.Errorf("invalid -timeout %v: want a positive duration", *timeout))
 	}
 
-	var lastErr error
 	h, err := slogamqp.New(&slogamqp.Options{
 		URL:      *url,
 		Exchange: *exchange,
 		AppID:    "emitlog",
 		Level:    slog.LevelDebug,
+		// A command must not lose what it was given: wait for room, as
+		// long as -timeout allows, instead of dropping.
+		Overflow:     slogamqp.Block,
+		BlockTimeout: *timeout,
+		BufferBytes:  bufferBytes,
 		OnError: func(err error, retryIn time.Duration) {
-			lastErr = err
 			fmt.Fprintf(stderr, "emitlog: %v (retrying in %v)\n", err, retryIn.Round(time.Millisecond))
 		},
 	})
 	if err != nil {
 		return cli.Usage(err)
 	}
+	var in input
 	logger := slog.New(h)
 	if fs.NArg() > 0 {
 		msg, attrs := SplitArgs(fs.Args())
 		logger.LogAttrs(ctx, lv, msg, attrs...)
 	} else {
-		sc := bufio.NewScanner(stdin)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			if line := strings.TrimRight(sc.Text(), "\r"); line != "" {
-				logger.LogAttrs(ctx, lv, line)
+		in.readErr = readLines(stdin, maxLine, func(line []byte, n int) bool {
+			if n > len(line) {
+				in.cut++
+				logger.LogAttrs(ctx, lv, string(line), slog.String("malformed", fmt.Sprintf("line of %d bytes cut to %d", n, len(line))))
+			} else {
+				logger.LogAttrs(ctx, lv, string(line))
 			}
-		}
-		if err := sc.Err(); err != nil {
-			defer func() { fmt.Fprintf(stderr, "emitlog: reading stdin: %v\n", err) }()
-		}
+			// A record dropped after waiting -timeout for room: the broker
+			// is not taking records, so stop reading more.
+			if h.Stats().Dropped > 0 {
+				in.stopped = true
+			}
+			return !in.stopped
+		})
 	}
 
 	closeCtx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	if err := h.Close(closeCtx); err != nil {
-		if lastErr != nil {
-			return fmt.Errorf("%w; last broker error: %v", err, lastErr)
+	return in.result(h.Close(closeCtx))
+}
+
+// maxLine is the longest line sent whole: RabbitMQ 4's default maximum
+// message size. A longer one is sent cut to it, marked as such.
+const maxLine = 16 << 20
+
+// bufferBytes holds several lines of maxLine, even JSON-escaped.
+const bufferBytes = 64 << 20
+
+// input is what reading the input left to report.
+type input struct {
+	cut     int   // lines longer than maxLine, sent cut
+	stopped bool  // reading stopped because a record was dropped
+	readErr error // reading stdin failed
+}
+
+// result is the one error emitlog exits with, or nil when every record was
+// read whole and confirmed.
+func (in input) result(closeErr error) error {
+	var problems []string
+	var de *slogamqp.DeliveryError
+	if errors.As(closeErr, &de) {
+		problems = append(problems, fmt.Sprintf("%d of %d records not delivered (%d dropped, %d unconfirmed)", de.Dropped+de.Undelivered, de.Handled, de.Dropped, de.Undelivered))
+		if de.Cause != nil {
+			problems = append(problems, "gave up waiting: "+de.Cause.Error())
 		}
-		return err
+		if de.LastError != nil {
+			problems = append(problems, "last broker error: "+de.LastError.Error())
+		}
+	} else if closeErr != nil {
+		problems = append(problems, closeErr.Error())
 	}
-	return nil
+	if in.stopped {
+		problems = append(problems, "stopped reading stdin after the broker took no record within -timeout")
+	}
+	if in.cut > 0 {
+		problems = append(problems, fmt.Sprintf("%d lines longer than %d bytes were sent cut", in.cut, maxLine))
+	}
+	if in.readErr != nil {
+		problems = append(problems, "reading stdin: "+in.readErr.Error())
+	}
+	if len(problems) == 0 {
+		return nil
+	}
+	return errors.New(strings.Join(problems, "; "))
+}
+
+// readLines calls fn with each non-empty line of r, without its line
+// ending and cut to limit bytes, and the line's length before the cut,
+// until fn returns false. However long a line is, reading goes on after it.
+func readLines(r io.Reader, limit int, fn func(line []byte, n int) bool) error {
+	br := bufio.NewReaderSize(r, 64<<10)
+	var long []byte // a line longer than br's buffer, up to limit+2
+	total := 0      // its length so far
+	for {
+		chunk, err := br.ReadSlice('\n')
+		eol := len(chunk) - len(trimEOL(chunk))
+		if err == bufio.ErrBufferFull || total > 0 {
+			total += len(chunk)
+			long = append(long, chunk[:min(len(chunk), max(0, limit+2-len(long)))]...)
+			if err == bufio.ErrBufferFull {
+				continue
+			}
+			chunk = long
+		} else {
+			total = len(chunk)
+		}
+		line := trimEOL(chunk)
+		n := total - eol
+		if n > 0 && !fn(line[:min(len(line), limit)], n) {
+			return nil
+		}
+		long, total = long[:0], 0
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+func trimEOL(b []byte) []byte {
+	b = bytes.TrimSuffix(b, []byte("\n"))
+	return bytes.TrimSuffix(b, []byte("\r"))
 }
 
 // SplitArgs splits command-line words into the message and the attributes

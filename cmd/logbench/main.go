@@ -263,7 +263,7 @@ func endToEnd(ctx context.Context, url, dir, name string, opts slogamqp.Options,
 	}
 	l := slog.New(h)
 	pad := payload(size)
-	limit := 16384 / 2
+	const limit = 16384 / 2
 	resetPeakRSS()
 	start := time.Now()
 	var wrote, maxBehind uint64

@@ -7,8 +7,6 @@ import (
 	"strings"
 	"testing"
 
-	"go.uber.org/goleak"
-
 	"github.com/logfan/logfan/internal/brokertest"
 	"github.com/logfan/logfan/internal/cli"
 )
@@ -18,7 +16,7 @@ func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == "-sink-child" {
 		os.Exit(cli.ExitCode("logbench", sinkChild(os.Args[2:]), os.Stderr))
 	}
-	goleak.VerifyTestMain(m)
+	brokertest.Main(m, nil)
 }
 
 // TestShortRun runs every scenario briefly: each prints a line, and no

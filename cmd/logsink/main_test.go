@@ -16,18 +16,15 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
 	"github.com/logfan/logfan/internal/brokertest"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m, goleak.Cleanup(func(code int) {
+	brokertest.Main(m, func() {
 		if binDir != "" {
 			os.RemoveAll(binDir)
 		}
-		os.Exit(code)
-	}))
+	})
 }
 
 const wait = 20 * time.Second

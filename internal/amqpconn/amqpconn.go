@@ -9,7 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	neturl "net/url"
 	"os"
+	"sync"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -46,13 +48,29 @@ type Config struct {
 	DialTimeout time.Duration
 }
 
-// Validate reports whether cfg.URL is a usable AMQP URL, with its password
-// hidden in the error.
+// Validate reports whether cfg.URL is a usable AMQP URL. The error never
+// shows the password, whatever bytes it holds: it is made from the URL
+// with its password redacted, never from the URL itself, since a parser's
+// message quotes, escapes or cuts what it shows.
 func (cfg Config) Validate() error {
-	if _, err := amqp.ParseURI(cfg.URL); err != nil {
-		return RedactError(fmt.Errorf("invalid AMQP URL %q: %w", cfg.URL, err), cfg.URL)
+	if _, err := amqp.ParseURI(cfg.URL); err == nil {
+		return nil
 	}
-	return nil
+	shown := Redact(cfg.URL)
+	if _, err := amqp.ParseURI(shown); err != nil {
+		return fmt.Errorf("invalid AMQP URL %q: %w", shown, plainError(err))
+	}
+	return fmt.Errorf("invalid AMQP URL %q: the password is not valid in a URL (percent-encode it)", shown)
+}
+
+// plainError drops the URL that net/url repeats in its errors: the caller
+// shows it already.
+func plainError(err error) error {
+	var ue *neturl.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
 }
 
 // Conn is an open connection and the socket under it, which Abort can close
@@ -70,11 +88,14 @@ func (c *Conn) Abort() {
 	c.Connection.Close()
 }
 
-// Dial opens a connection. Its errors never show the password.
-func Dial(cfg Config) (*Conn, error) {
+// Dial opens a connection, giving up when ctx ends, even halfway through a
+// handshake that a stalled broker never answers. Its errors never show the
+// password.
+func Dial(ctx context.Context, cfg Config) (*Conn, error) {
 	dialTimeout := orDefault(cfg.DialTimeout, 10*time.Second)
 	writeTimeout := orDefault(cfg.WriteTimeout, 10*time.Second)
 	var sock net.Conn
+	var stop func() bool
 	props := amqp.NewConnectionProperties()
 	if cfg.Name != "" {
 		props.SetClientConnectionName(cfg.Name)
@@ -89,7 +110,7 @@ func Dial(cfg Config) (*Conn, error) {
 		TLSClientConfig: tlsCfg,
 		Dial: func(network, addr string) (net.Conn, error) {
 			d := net.Dialer{Timeout: dialTimeout}
-			conn, err := d.Dial(network, addr)
+			conn, err := d.DialContext(ctx, network, addr)
 			if err != nil {
 				return nil, err
 			}
@@ -99,16 +120,64 @@ func Dial(cfg Config) (*Conn, error) {
 				return nil, err
 			}
 			sock = conn
+			// amqp091 takes no context: closing the socket is what ends a
+			// handshake in progress when ctx does.
+			stop = context.AfterFunc(ctx, func() { conn.Close() })
 			return &deadlineConn{Conn: conn, timeout: writeTimeout}, nil
 		},
 	})
+	if stop != nil && !stop() {
+		err = errors.Join(ctx.Err(), err)
+	}
 	if err != nil {
 		if sock != nil {
 			sock.Close()
 		}
+		if c != nil {
+			c.Close()
+		}
 		return nil, RedactError(err, cfg.URL)
 	}
 	return &Conn{Connection: c, sock: sock}, nil
+}
+
+// Blocking is the broker's latest word on whether it blocks the connection
+// (connection.blocked, during a memory or disk alarm).
+type Blocking struct {
+	mu     sync.Mutex
+	active bool
+	reason string
+	// C is signalled after every change.
+	C chan struct{}
+}
+
+// WatchBlocked follows the connection's blocked and unblocked notices on a
+// goroutine of its own that ends with the connection. amqp091 drops a
+// notice that its listener does not take within a few seconds, and a
+// publisher held in a write cannot take it: draining them here means the
+// latest one is never lost.
+func (c *Conn) WatchBlocked() *Blocking {
+	b := &Blocking{C: make(chan struct{}, 1)}
+	notices := c.NotifyBlocked(make(chan amqp.Blocking, 1))
+	go func() {
+		for n := range notices {
+			b.mu.Lock()
+			b.active, b.reason = n.Active, n.Reason
+			b.mu.Unlock()
+			select {
+			case b.C <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	return b
+}
+
+// State returns whether the broker blocks the connection now, and why.
+func (b *Blocking) State() (active bool, reason string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.active, b.reason
 }
 
 // deadlineConn puts a deadline on every write. amqp091 clears deadlines
@@ -166,6 +235,8 @@ func (e *RefusedError) Unwrap() error { return e.Err }
 
 // Classify wraps the broker's refusals that retrying cannot fix in a
 // *RefusedError naming the likely cause; other errors come back unchanged.
+// A 404 (an exchange deleted under us) is not one: declaring it again on
+// the next connection fixes it at once.
 func Classify(err error) error {
 	var re *RefusedError
 	if errors.As(err, &re) {
@@ -186,8 +257,6 @@ func Classify(err error) error {
 		return &RefusedError{Cause: "access refused: the user lacks permission", Err: err}
 	case amqp.PreconditionFailed:
 		return &RefusedError{Cause: "precondition failed: the exchange exists with another kind or durability", Err: err}
-	case amqp.NotFound:
-		return &RefusedError{Cause: "not found", Err: err}
 	case amqp.NotAllowed:
 		return &RefusedError{Cause: "not allowed: does the virtual host exist and may the user use it?", Err: err}
 	}
@@ -205,16 +274,4 @@ func orDefault(d, def time.Duration) time.Duration {
 		return def
 	}
 	return d
-}
-
-// sleep waits for d or until ctx is done, and reports whether it waited.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }

@@ -27,41 +27,90 @@ func (b Backoff) new() *backoff.ExponentialBackOff {
 	return eb
 }
 
+// healthyAfter is how long a session must last before the backoff starts
+// again from its first wait. A session that fails sooner (a broker that
+// accepts and then drops every connection, a channel error on the first
+// publish) keeps backing off instead of reconnecting every first wait.
+const healthyAfter = 5 * time.Second
+
 // ErrDone is returned by a Session that has finished its work: Run closes
 // the connection gracefully, so that the broker takes every frame sent
 // before, and returns without reconnecting.
 var ErrDone = errors.New("session done")
 
 // Session is one connected stretch of work. It calls ready once its topology
-// is declared, which resets the backoff, and returns when the connection or
-// its channel is lost, or when ctx is done.
+// is declared, and returns when the connection or its channel is lost, or
+// when ctx is done.
 type Session func(ctx context.Context, conn *Conn, ready func()) error
 
-// Run connects, runs session, and after every failure waits with jittered
-// exponential backoff before connecting again, until ctx is done. A refusal
-// that retrying cannot fix waits the maximum interval, never less, so a
-// misconfigured client does not hammer the broker. Every failure is passed
-// to report with the wait before the next attempt.
-func Run(ctx context.Context, cfg Config, b Backoff, session Session, report func(err error, retryIn time.Duration)) {
-	eb := b.new()
-	for ctx.Err() == nil {
-		err := attempt(ctx, cfg, session, eb.Reset)
+// Loop is a reconnect loop: what Run needs besides the context.
+type Loop struct {
+	Config  Config
+	Backoff Backoff
+	Session Session
+	// Report is told of every failure, with the wait before the next
+	// attempt.
+	Report func(err error, retryIn time.Duration)
+	// Finished, when not nil, is asked between attempts, and whenever Wake
+	// fires during a wait, whether there is nothing left to do: then Run
+	// returns without connecting again.
+	Finished func() bool
+	Wake     <-chan struct{}
+}
+
+// Run connects, runs the session, and after every failure waits with
+// jittered exponential backoff before connecting again, until ctx is done
+// or the loop is finished. A refusal that retrying cannot fix waits the
+// maximum interval, never less, so a misconfigured client does not hammer
+// the broker. The backoff starts again from its first wait only after a
+// session that was ready and lasted healthyAfter.
+func (l Loop) Run(ctx context.Context) {
+	eb := l.Backoff.new()
+	for ctx.Err() == nil && !l.finished() {
+		start := time.Now()
+		ready := false
+		err := attempt(ctx, l.Config, l.Session, func() { ready = true })
 		if ctx.Err() != nil || errors.Is(err, ErrDone) {
 			return
+		}
+		if ready && time.Since(start) >= healthyAfter {
+			eb.Reset()
 		}
 		wait := eb.NextBackOff()
 		if IsRefused(err) {
 			wait = eb.MaxInterval
 		}
-		report(err, wait)
-		if !sleep(ctx, wait) {
+		l.Report(err, wait)
+		if !l.sleep(ctx, wait) {
 			return
 		}
 	}
 }
 
+func (l Loop) finished() bool { return l.Finished != nil && l.Finished() }
+
+// sleep waits for d, and reports whether Run should go on.
+func (l Loop) sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	wake := l.Wake
+	for {
+		select {
+		case <-t.C:
+			return true
+		case <-wake:
+			if l.finished() {
+				return false
+			}
+			wake = nil // fired once, as a closed channel does forever
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
 func attempt(ctx context.Context, cfg Config, session Session, ready func()) error {
-	conn, err := Dial(cfg)
+	conn, err := Dial(ctx, cfg)
 	if err != nil {
 		return Classify(err)
 	}

@@ -2,6 +2,9 @@ package amqpconn
 
 import (
 	"errors"
+	neturl "net/url"
+	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -56,10 +59,29 @@ type redactedError struct {
 	pw  string
 }
 
-// Error hides the password wherever it appears, URL or not: showing too
-// little beats showing it.
+// Error hides the password wherever it appears, URL or not, and in the
+// forms a message may carry it: as written, percent-decoded, quoted as %q
+// quotes it, or percent-encoded. Showing too little beats showing it.
 func (e *redactedError) Error() string {
-	return strings.ReplaceAll(e.err.Error(), e.pw, "***")
+	msg := e.err.Error()
+	for _, form := range passwordForms(e.pw) {
+		msg = strings.ReplaceAll(msg, form, "***")
+	}
+	return msg
+}
+
+func passwordForms(pw string) []string {
+	forms := []string{pw}
+	if dec, err := neturl.PathUnescape(pw); err == nil {
+		forms = append(forms, dec)
+	}
+	for _, f := range append([]string(nil), forms...) {
+		quoted := strconv.Quote(f)
+		forms = append(forms, quoted[1:len(quoted)-1], neturl.QueryEscape(f), neturl.PathEscape(f))
+	}
+	// Longest first, so that a form is never half-replaced by a shorter one.
+	sort.Slice(forms, func(i, j int) bool { return len(forms[i]) > len(forms[j]) })
+	return forms
 }
 func (e *redactedError) Unwrap() error { return e.err }
 

@@ -7,14 +7,18 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"net"
 	"net/url"
 	"os"
+	"os/exec"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+	"go.uber.org/goleak"
 
 	"github.com/logfan/logfan/internal/amqpconn"
 )
@@ -22,14 +26,79 @@ import (
 var (
 	probeOnce sync.Once
 	probeErr  error
+	testURL   string // the broker's URL with the suite's own virtual host
+	vhost     string
+	vhostErr  error
 )
 
-// URL returns the broker's URL ($AMQP_URL or the default). When no broker
-// answers it skips the test, or fails it when $CI is set, since CI must not
-// pass by testing nothing.
+// Main runs a test binary's tests in a virtual host of their own, created
+// before and deleted after with rabbitmqctl, so that no test ever touches
+// what the broker's users read, such as the "logs" exchange of "/" that
+// their sinks bind to. It sets AMQP_URL to that host for the handlers,
+// commands and programs the tests start, checks that no goroutine is left
+// behind, and runs cleanup, when not nil, last.
+func Main(m *testing.M, cleanup func()) {
+	base := amqpconn.URLFromEnv("")
+	vhost = Name("logfan-test")
+	vhostErr = addVhost(base, vhost)
+	if vhostErr == nil {
+		u, _ := url.Parse(base)
+		u.Path, u.RawPath = "/"+vhost, ""
+		testURL = u.String()
+		os.Setenv("AMQP_URL", testURL)
+	}
+	goleak.VerifyTestMain(m, goleak.Cleanup(func(code int) {
+		if cleanup != nil {
+			cleanup()
+		}
+		if vhostErr == nil {
+			exec.Command("rabbitmqctl", "-q", "delete_vhost", vhost).Run()
+		}
+		os.Exit(code)
+	}))
+}
+
+// addVhost creates vhost and lets the user of base use it.
+func addVhost(base, vhost string) error {
+	u, err := url.Parse(base)
+	if err != nil {
+		return amqpconn.RedactError(err, base)
+	}
+	user := u.User.Username()
+	if user == "" {
+		user = "guest"
+	}
+	for _, args := range [][]string{
+		{"-q", "add_vhost", vhost},
+		{"-q", "set_permissions", "-p", vhost, user, ".*", ".*", ".*"},
+	} {
+		if out, err := exec.Command("rabbitmqctl", args...).CombinedOutput(); err != nil {
+			return fmt.Errorf("rabbitmqctl %s: %v: %s", strings.Join(args, " "), err, bytes.TrimSpace(out))
+		}
+	}
+	return nil
+}
+
+// Vhost is the name of the suite's virtual host.
+func Vhost() string { return vhost }
+
+// URL returns the broker's URL ($AMQP_URL or the default) with the suite's
+// own virtual host. When no broker answers, or the virtual host could not
+// be made, it skips the test, or fails it when $CI is set, since CI must
+// not pass by testing nothing.
 func URL(t testing.TB) string {
 	t.Helper()
-	u := amqpconn.URLFromEnv("")
+	if vhostErr != nil || testURL == "" {
+		msg := "no virtual host for the tests (run them with brokertest.Main, on a machine with rabbitmqctl): "
+		if vhostErr != nil {
+			msg += vhostErr.Error()
+		}
+		if os.Getenv("CI") != "" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	u := testURL
 	probeOnce.Do(func() {
 		var c *amqp.Connection
 		c, probeErr = amqp.DialConfig(u, amqp.Config{Dial: amqp.DefaultDial(5 * time.Second)})

@@ -241,7 +241,7 @@ func TestFault8CloseUnreachable(t *testing.T) {
 	start := time.Now()
 	err = h.Close(ctx)
 	took := time.Since(start)
-	if !errors.Is(err, slogamqp.ErrUndelivered) || !strings.Contains(err.Error(), "250 of them") || took > 5*time.Second {
+	if !errors.Is(err, slogamqp.ErrUndelivered) || !strings.Contains(err.Error(), "250 of 250 records not delivered") || took > 5*time.Second {
 		t.Errorf("Close after %v: %v", took, err)
 	}
 	lines := strings.Count(fb.String(), "\n")
@@ -261,7 +261,7 @@ func TestUserWithoutPermission(t *testing.T) {
 	user := brokertest.Name("logfan-noperm")
 	rabbitmqctl(t, "add_user", user, "s3cret-pw")
 	t.Cleanup(func() { rabbitmqctl(t, "delete_user", user) })
-	rabbitmqctl(t, "set_permissions", "-p", "/", user, "^$", "^$", "^$")
+	rabbitmqctl(t, "set_permissions", "-p", brokertest.Vhost(), user, "^$", "^$", "^$")
 	u := strings.Replace(url, "guest:guest@", user+":s3cret-pw@", 1)
 	errs := make(chan error, 10)
 	h, err := slogamqp.New(&slogamqp.Options{URL: u, MaxBackoff: 200 * time.Millisecond, OnError: func(err error, retry time.Duration) {
