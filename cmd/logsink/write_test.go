@@ -1,0 +1,80 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/logfan/logfan/internal/brokertest"
+)
+
+// TestFileSizeLimitTearsNoLine runs logsink under a file size limit
+// (ulimit -f), which makes a write stop halfway through a line. Once the
+// limit is lifted, the file holds every record exactly once, each on a
+// whole line.
+func TestFileSizeLimitTearsNoLine(t *testing.T) {
+	prlimit, err := exec.LookPath("prlimit")
+	if err != nil {
+		t.Skip("needs prlimit (util-linux)")
+	}
+	url := brokertest.URL(t)
+	ex := brokertest.Name("test-fsize")
+	path := filepath.Join(t.TempDir(), "app.log")
+	cmd := exec.Command(prlimit, "--fsize=20000:unlimited", binary(t, "logsink"), "-url", url, "-exchange", ex, "-file", path)
+	stderr := newWatcher("connected")
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	stderr.next(t)
+	stderr.watch("write failed")
+
+	const n = 2000 // about 100 KB: five times the limit
+	var in strings.Builder
+	for i := range n {
+		in.WriteString("record " + strconv.Itoa(i) + " " + strings.Repeat("x", i%37) + "\n")
+	}
+	emitter := exec.Command(binary(t, "emitlog"), "-url", url, "-exchange", ex)
+	emitter.Stdin = strings.NewReader(in.String())
+	if out, err := emitter.CombinedOutput(); err != nil {
+		t.Fatalf("emitlog: %v\n%s", err, out)
+	}
+	stderr.next(t)
+	if out, err := exec.Command(prlimit, "--pid", strconv.Itoa(cmd.Process.Pid), "--fsize=unlimited:unlimited").CombinedOutput(); err != nil {
+		t.Fatalf("prlimit: %v\n%s", err, out)
+	}
+	stderr.watch("stopped")
+	brokertest.WaitFor(t, wait, "every record in the file", func() bool {
+		b, _ := os.ReadFile(path)
+		return strings.Count(string(b), "\n") >= n
+	})
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("logsink: %v\n%s", err, stderr.String())
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for i, line := range strings.Split(strings.TrimSuffix(string(b), "\n"), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("line %d is torn: %q", i, line)
+		}
+		msg, _ := m["msg"].(string)
+		if seen[msg] {
+			t.Fatalf("line %d: %q written twice", i, msg)
+		}
+		seen[msg] = true
+	}
+	if len(seen) != n || !strings.Contains(stderr.String(), "written=2000") || !strings.Contains(stderr.String(), "torn=0") {
+		t.Errorf("%d distinct records in the file, want %d; stderr:\n%s", len(seen), n, stderr.String())
+	}
+}
