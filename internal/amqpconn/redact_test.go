@@ -3,6 +3,7 @@ package amqpconn
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -51,4 +52,53 @@ func FuzzRedact(f *testing.F) {
 			t.Errorf("Redact(%q) = %q still shows %q", url, got, pw)
 		}
 	})
+}
+
+// FuzzPasswordNeverShown builds URLs around a password of arbitrary bytes
+// and checks every way an error can show a URL: Validate (which parsers
+// fail on in many ways), RedactError over messages that quote the URL,
+// and Redact itself. None may show the password, as written or quoted.
+func FuzzPasswordNeverShown(f *testing.F) {
+	for _, pw := range []string{"s3cret", `pa"ss`, "pässwörd", "tab\there", "new\nline", "p%zzss", "p%40ss", "a@b/c", "x?y#z", "\x00\x01\xff"} {
+		f.Add(pw)
+	}
+	f.Fuzz(func(t *testing.T, pw string) {
+		if strings.Contains(pw, "*") {
+			t.Skip("cannot be told from the *** that hides it")
+		}
+		for _, url := range []string{
+			"amqp://guest:" + pw + "@host:5672/vhost",
+			"amqp://guest:" + pw + "@host:notaport/",
+			"amqps://guest:" + pw + "@",
+			"http://guest:" + pw + "@host/",
+		} {
+			shown := []string{Redact(url)}
+			if err := (Config{URL: url}).Validate(); err != nil {
+				shown = append(shown, err.Error())
+			}
+			shown = append(shown, RedactError(fmt.Errorf("dial %q: %s", url, url), url).Error())
+			for _, form := range leakForms(url, pw) {
+				for _, s := range shown {
+					if strings.Contains(s, form) {
+						t.Fatalf("URL %q: %q shows the password as %q", url, s, form)
+					}
+				}
+			}
+		}
+	})
+}
+
+// leakForms returns the forms of pw that would show it: as written, and
+// quoted, skipping forms too short to mean anything or that the rest of
+// the URL contains anyway.
+func leakForms(url, pw string) []string {
+	var forms []string
+	quoted := strconv.Quote(pw)
+	for _, form := range []string{pw, quoted[1 : len(quoted)-1]} {
+		rest := strings.Replace(url, pw, "***", 1)
+		if len(form) >= 4 && !strings.Contains(rest, form) && !strings.Contains("invalid AMQP URL ***: the password is not valid in a URL (percent-encode it) parse first path segment in URL cannot contain colon", form) {
+			forms = append(forms, form)
+		}
+	}
+	return forms
 }

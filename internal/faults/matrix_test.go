@@ -146,6 +146,30 @@ func TestFault5MemoryAlarm(t *testing.T) {
 	}
 }
 
+// 5b. The memory alarm flaps while records flow: the publisher follows
+// the broker's latest notice, so it never stays paused once the alarm has
+// cleared, however many notices came while it was busy.
+func TestFault5bMemoryAlarmFlapping(t *testing.T) {
+	url := enabled(t)
+	r := newRig(t, url, rigOptions{})
+	r.sinkConnected()
+	r.log(100)
+	r.delivered()
+	orig := strings.TrimSpace(rabbitmqctl(t, "eval", "vm_memory_monitor:get_vm_memory_high_watermark()."))
+	t.Cleanup(func() { rabbitmqctl(t, "set_vm_memory_high_watermark", orig) })
+	for range 3 {
+		rabbitmqctl(t, "set_vm_memory_high_watermark", "0.000001")
+		r.log(300)
+		rabbitmqctl(t, "set_vm_memory_high_watermark", orig)
+		r.log(300)
+	}
+	r.clear()
+	f := r.finish("5b. memory alarm flapping x3")
+	if f.lost != 0 || f.dropped != 0 {
+		t.Errorf("lost %d, dropped %d", f.lost, f.dropped)
+	}
+}
+
 // 6. A long outage overflows the buffer: drops are counted exactly, the
 // "records dropped" record arrives after recovery, and memory stays within
 // the buffer's bytes.
