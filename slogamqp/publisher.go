@@ -169,7 +169,7 @@ func (p *publisher) session(ctx context.Context, conn *amqpconn.Conn, ready func
 	for {
 		if !blocked {
 			if err := p.publishAll(ch, confirm); err != nil {
-				return err
+				return closeReason(chClosed, connClosed, err)
 			}
 		}
 		if p.finished() {
@@ -464,6 +464,27 @@ func (a *alarm) stop() {
 	if a.t != nil {
 		a.t.Stop()
 	}
+}
+
+// closeReason returns why the broker closed the channel or connection
+// that made a publish fail with err (a 404 for a deleted exchange, say),
+// rather than amqp091's "channel/connection is not open". The reason
+// arrives with the close, just after the failed publish.
+func closeReason(chClosed, connClosed <-chan *amqp.Error, err error) error {
+	t := time.NewTimer(100 * time.Millisecond)
+	defer t.Stop()
+	select {
+	case reason := <-chClosed:
+		if reason != nil {
+			return reason
+		}
+	case reason := <-connClosed:
+		if reason != nil {
+			return reason
+		}
+	case <-t.C:
+	}
+	return err
 }
 
 // closedError returns the first error that the channel or the connection
