@@ -5,7 +5,6 @@ import (
 	"errors"
 	"log/slog"
 	"net"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -19,48 +18,13 @@ import (
 // Tests of what the handler promises to deliver, or to account for,
 // against the real broker.
 
-// count returns how many messages queue holds: a passive declare gives
-// the true figure at once.
 func count(t *testing.T, queue string) int {
 	t.Helper()
-	q, err := brokertest.Channel(t).QueueDeclarePassive(queue, false, false, false, false, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return q.Messages
-}
-
-// checkQueue declares a named queue bound to a new exchange, deleted at
-// the test's end, for counting what reached the broker.
-func checkQueue(t *testing.T, args amqp.Table) (exchange, queue string) {
-	t.Helper()
-	exchange, queue = brokertest.Name("test-ex"), brokertest.Name("test-q")
-	ch := brokertest.Channel(t)
-	if err := ch.ExchangeDeclare(exchange, "fanout", false, false, false, false, nil); err != nil {
-		t.Fatal(err)
-	}
-	bindQueue(t, ch, exchange, queue, args)
-	t.Cleanup(func() {
-		ch := brokertest.Channel(t)
-		ch.QueueDelete(queue, false, false, false)
-		ch.ExchangeDelete(exchange, false, false)
-	})
-	return exchange, queue
-}
-
-func bindQueue(t *testing.T, ch *amqp.Channel, exchange, queue string, args amqp.Table) {
-	t.Helper()
-	if _, err := ch.QueueDeclare(queue, false, false, false, false, args); err != nil {
-		t.Fatal(err)
-	}
-	if err := ch.QueueBind(queue, "", exchange, false, nil); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { brokertest.Channel(t).QueueDelete(queue, false, false, false) })
+	return brokertest.Depth(t, brokertest.Channel(t), queue)
 }
 
 func TestBlockDeliversEverything(t *testing.T) {
-	ex, queue := checkQueue(t, nil)
+	ex, queue := brokertest.CheckQueue(t, nil)
 	h, _ := live(t, Options{Exchange: ex, BufferRecords: 100, Overflow: Block, BlockTimeout: wait})
 	l := slog.New(h)
 	const n = 5000 // fifty times the buffer
@@ -199,10 +163,9 @@ func TestDropReportAtClose(t *testing.T) {
 // a normal one: the broker nacks every record. Each is sent again
 // maxNackRetries times, no more, on the same connection.
 func TestNackIsRetriedThenUndelivered(t *testing.T) {
-	ex, normal := checkQueue(t, nil)
-	ch := brokertest.Channel(t)
+	ex, normal := brokertest.CheckQueue(t, nil)
 	full := brokertest.Name("test-full")
-	bindQueue(t, ch, ex, full, amqp.Table{"x-max-length": int32(0), "x-overflow": "reject-publish"})
+	brokertest.BindQueue(t, ex, full, amqp.Table{"x-max-length": int32(0), "x-overflow": "reject-publish"})
 	var fb brokertest.Buffer
 	h, _ := live(t, Options{Exchange: ex, MinBackoff: 20 * time.Millisecond, Fallback: slog.NewJSONHandler(&fb, nil)})
 	const n = 10
@@ -232,7 +195,7 @@ func TestNackIsRetriedThenUndelivered(t *testing.T) {
 // delivered once written; Close must still end with the AMQP close
 // handshake, so that the broker takes them all.
 func TestCloseWithoutConfirmsIsGraceful(t *testing.T) {
-	ex, queue := checkQueue(t, nil)
+	ex, queue := brokertest.CheckQueue(t, nil)
 	h, _ := live(t, Options{Exchange: ex, DisableConfirms: true})
 	const n = 3000
 	for i := range n {
@@ -342,12 +305,7 @@ func TestBatchMemoryWithinBufferBytes(t *testing.T) {
 	l := slog.New(h)
 	l.Info("connected")
 	brokertest.WaitFor(t, wait, "the first record", func() bool { return h.Stats().Confirmed == 1 })
-	live := func() uint64 {
-		var m runtime.MemStats
-		runtime.GC()
-		runtime.ReadMemStats(&m)
-		return m.HeapAlloc
-	}
+	live := brokertest.LiveHeap
 	before := live()
 	p.Stall()
 	defer p.Resume()

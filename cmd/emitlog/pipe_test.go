@@ -16,29 +16,6 @@ import (
 	"github.com/logfan/logfan/internal/brokertest"
 )
 
-// checkQueue binds a named queue, deleted at the test's end, to a new
-// exchange, and returns both names.
-func checkQueue(t *testing.T) (exchange, queue string) {
-	t.Helper()
-	exchange, queue = brokertest.Name("test-emitlog"), brokertest.Name("test-emitlog-q")
-	ch := brokertest.Channel(t)
-	if err := ch.ExchangeDeclare(exchange, "fanout", false, false, false, false, nil); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := ch.QueueDeclare(queue, false, false, false, false, nil); err != nil {
-		t.Fatal(err)
-	}
-	if err := ch.QueueBind(queue, "", exchange, false, nil); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ch := brokertest.Channel(t)
-		ch.QueueDelete(queue, false, false, false)
-		ch.ExchangeDelete(exchange, false, false)
-	})
-	return exchange, queue
-}
-
 func get(t *testing.T, ch *amqp.Channel, queue string) map[string]any {
 	t.Helper()
 	d, ok, err := ch.Get(queue, true)
@@ -56,7 +33,7 @@ func get(t *testing.T, ch *amqp.Channel, queue string) map[string]any {
 // handler's buffer, every line confirmed.
 func TestPipeDeliversEveryLine(t *testing.T) {
 	url := brokertest.URL(t)
-	ex, queue := checkQueue(t)
+	ex, queue := brokertest.CheckQueue(t, nil)
 	var in strings.Builder
 	const n = 30000
 	for i := 1; i <= n; i++ {
@@ -66,9 +43,8 @@ func TestPipeDeliversEveryLine(t *testing.T) {
 	if err := Run(context.Background(), []string{"-url", url, "-exchange", ex}, strings.NewReader(in.String()), &stderr); err != nil {
 		t.Fatalf("Run: %v\n%s", err, stderr.String())
 	}
-	q, err := brokertest.Channel(t).QueueDeclarePassive(queue, false, false, false, false, nil)
-	if err != nil || q.Messages != n {
-		t.Errorf("queue holds %d of %d lines (%v)", q.Messages, n, err)
+	if got := brokertest.Depth(t, brokertest.Channel(t), queue); got != n {
+		t.Errorf("queue holds %d of %d lines", got, n)
 	}
 }
 
@@ -77,7 +53,7 @@ func TestPipeDeliversEveryLine(t *testing.T) {
 // the limit is sent whole.
 func TestLongLines(t *testing.T) {
 	url := brokertest.URL(t)
-	ex, queue := checkQueue(t)
+	ex, queue := brokertest.CheckQueue(t, nil)
 	over := strings.Repeat("x", maxLine+1000)
 	exact := strings.Repeat("y", maxLine)
 	in := over + "\nafter\n" + exact + "\r\n"

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -181,6 +182,54 @@ func (q *Queue) Quiet(t testing.TB, d time.Duration) {
 		t.Fatalf("unexpected message: %s", m.Body)
 	case <-time.After(d):
 	}
+}
+
+// CheckQueue declares a fanout exchange and a named queue bound to it, for
+// counting what reached the broker; args are the queue's arguments, and a
+// queue without any is durable. Both are deleted at the test's end.
+func CheckQueue(t testing.TB, args amqp.Table) (exchange, queue string) {
+	t.Helper()
+	exchange, queue = Name("test-ex"), Name("test-q")
+	ch := Channel(t)
+	if err := ch.ExchangeDeclare(exchange, "fanout", false, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { Channel(t).ExchangeDelete(exchange, false, false) })
+	BindQueue(t, exchange, queue, args)
+	return exchange, queue
+}
+
+// BindQueue declares a named queue with args (durable without any), binds
+// it to exchange and deletes it at the test's end.
+func BindQueue(t testing.TB, exchange, queue string, args amqp.Table) {
+	t.Helper()
+	ch := Channel(t)
+	if _, err := ch.QueueDeclare(queue, args == nil, false, false, false, args); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { Channel(t).QueueDelete(queue, false, false, false) })
+	if err := ch.QueueBind(queue, "", exchange, false, nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Depth returns how many messages queue holds: a passive declare gives the
+// true figure at once, where list_queues lags.
+func Depth(t testing.TB, ch *amqp.Channel, queue string) int {
+	t.Helper()
+	q, err := ch.QueueDeclarePassive(queue, false, false, false, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return q.Messages
+}
+
+// LiveHeap returns the bytes of live heap, after a collection.
+func LiveHeap() uint64 {
+	var m runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
 }
 
 // WithHost returns rawURL with its host and port replaced by addr.

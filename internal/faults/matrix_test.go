@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -46,7 +45,7 @@ func TestFault2CloseAllConnectionsTenTimes(t *testing.T) {
 	r.log(100)
 	for range 10 {
 		reconnects := r.h.Stats().Reconnects
-		rabbitmqctl(t, "close_all_connections", "logfan fault test")
+		rabbitmqctl(t, "close_all_connections", "-p", brokertest.Vhost(), "logfan fault test")
 		r.log(300)
 		waitFor(t, "the handler to reconnect", func() bool { return r.h.Stats().Reconnects > reconnects })
 		r.sinkConnected()
@@ -183,13 +182,7 @@ func TestFault6OverflowInLongOutage(t *testing.T) {
 	r.delivered()
 	p.Refuse(true)
 	p.Cut()
-	// The live heap, after a collection, at every step.
-	live := func() uint64 {
-		var m runtime.MemStats
-		runtime.GC()
-		runtime.ReadMemStats(&m)
-		return m.HeapAlloc
-	}
+	live := brokertest.LiveHeap
 	before := live()
 	peak := before
 	for range 100 {

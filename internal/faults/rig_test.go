@@ -268,7 +268,9 @@ func (r *rig) log(n int) {
 		start := time.Now()
 		r.l.Info("fault", "i", r.next)
 		r.next++
-		if d := time.Since(start); d > 50*time.Millisecond {
+		// Generous: a network wait would take seconds, while a loaded
+		// 2-core machine can pause a goroutine for tens of milliseconds.
+		if d := time.Since(start); d > 250*time.Millisecond {
 			r.t.Errorf("Handle took %v", d)
 		}
 	}

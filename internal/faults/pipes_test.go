@@ -21,43 +21,12 @@ import (
 	"github.com/logfan/logfan/slogamqp"
 )
 
-// checkQueue declares exchange and a durable named queue bound to it, both
-// deleted at the test's end.
-func checkQueue(t *testing.T, exchange, queue string, args amqp.Table) {
-	t.Helper()
-	ch := brokertest.Channel(t)
-	if err := ch.ExchangeDeclare(exchange, "fanout", false, false, false, false, nil); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := ch.QueueDeclare(queue, args == nil, false, false, false, args); err != nil {
-		t.Fatal(err)
-	}
-	if err := ch.QueueBind(queue, "", exchange, false, nil); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ch := brokertest.Channel(t)
-		ch.QueueDelete(queue, false, false, false)
-		ch.ExchangeDelete(exchange, false, false)
-	})
-}
-
-func depth(t *testing.T, ch *amqp.Channel, queue string) int {
-	t.Helper()
-	q, err := ch.QueueDeclarePassive(queue, true, false, false, false, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return q.Messages
-}
-
 // 9. emitlog pipes a million lines while its connection is cut ten times:
 // it exits 0, and every line is in the check queue, once after dedupe.
 func TestFault9EmitlogMillionLinesCutTenTimes(t *testing.T) {
 	url := enabled(t)
 	const n, cuts = 1000000, 10
-	ex, queue := brokertest.Name("faults-emitlog"), brokertest.Name("faults-emitlog-q")
-	checkQueue(t, ex, queue, nil)
+	ex, queue := brokertest.CheckQueue(t, nil)
 	p := brokertest.NewProxy(t, brokertest.Host(t, url))
 	bin := filepath.Join(t.TempDir(), "emitlog")
 	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/emitlog").CombinedOutput(); err != nil {
@@ -87,7 +56,7 @@ func TestFault9EmitlogMillionLinesCutTenTimes(t *testing.T) {
 	// A cut every tenth of the way, while emitlog runs.
 	ch := brokertest.Channel(t)
 	for k := 1; k <= cuts; k++ {
-		waitFor(t, "progress", func() bool { return depth(t, ch, queue) >= k*n/(cuts+1) })
+		waitFor(t, "progress", func() bool { return brokertest.Depth(t, ch, queue) >= k*n/(cuts+1) })
 		p.Cut()
 	}
 	if err := <-exited; err != nil {
@@ -112,7 +81,7 @@ func drainLines(t *testing.T, queue string) (map[string]bool, int) {
 	if err := ch.Qos(5000, 0, false); err != nil {
 		t.Fatal(err)
 	}
-	total := depth(t, ch, queue)
+	total := brokertest.Depth(t, ch, queue)
 	d, err := ch.Consume(queue, "", false, false, false, false, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -137,16 +106,8 @@ func drainLines(t *testing.T, queue string) (map[string]bool, int) {
 // no more, keeps its connection, and counts them undelivered.
 func TestFault10RejectPublishBesideNormalQueue(t *testing.T) {
 	url := enabled(t)
-	ex, normal, full := brokertest.Name("faults-nack"), brokertest.Name("faults-nack-q"), brokertest.Name("faults-full-q")
-	checkQueue(t, ex, normal, nil)
-	ch := brokertest.Channel(t)
-	if _, err := ch.QueueDeclare(full, false, false, false, false, amqp.Table{"x-max-length": int32(0), "x-overflow": "reject-publish"}); err != nil {
-		t.Fatal(err)
-	}
-	if err := ch.QueueBind(full, "", ex, false, nil); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { brokertest.Channel(t).QueueDelete(full, false, false, false) })
+	ex, normal := brokertest.CheckQueue(t, nil)
+	brokertest.BindQueue(t, ex, brokertest.Name("faults-full-q"), amqp.Table{"x-max-length": int32(0), "x-overflow": "reject-publish"})
 	h, err := slogamqp.New(&slogamqp.Options{URL: url, Exchange: ex, MinBackoff: 50 * time.Millisecond, OnError: func(error, time.Duration) {}})
 	if err != nil {
 		t.Fatal(err)
@@ -164,7 +125,7 @@ func TestFault10RejectPublishBesideNormalQueue(t *testing.T) {
 		t.Fatalf("Close: %v", err)
 	}
 	st := h.Stats()
-	copies := depth(t, ch, normal)
+	copies := brokertest.Depth(t, brokertest.Channel(t), normal)
 	if st.Reconnects != 0 || copies != 4*n || st.Undelivered != n {
 		t.Errorf("%d copies in the normal queue, stats %+v", copies, st)
 	}
