@@ -99,6 +99,8 @@ func value(raw json.RawMessage, depth int) slog.Value {
 	case 'n':
 		return slog.AnyValue(nil)
 	case '[':
+		// slog has no list kind: an array stays its JSON text, a string
+		// (below), rather than a lossy []any.
 	default:
 		if i, err := strconv.ParseInt(string(raw), 10, 64); err == nil {
 			return slog.Int64Value(i)
