@@ -11,7 +11,6 @@
 package sink
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -27,7 +26,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/logfan/logfan/internal/amqpconn"
-	"github.com/logfan/logfan/slogamqp"
+	"github.com/logfan/logfan/internal/wire"
 )
 
 // Options configures a Sink. A nil *Options, and every zero field, means
@@ -355,22 +354,14 @@ func (s *Sink) receive(d *amqp.Delivery) {
 	if ts.IsZero() {
 		ts = time.Now()
 	}
-	producer, _ := d.Headers[slogamqp.HeaderProducer].(string)
-	seq, _ := d.Headers[slogamqp.HeaderSeq].(int64)
-	window, _ := d.Headers[slogamqp.HeaderWindow].(int64)
-	if producer == "" || seq <= 0 {
-		seq = 0 // not from slogamqp: nothing to track
-	}
-	src := source{producer: producer, window: uint64(max(window, 0)), app: d.AppId, ts: ts}
-	if d.ContentType != slogamqp.ContentTypeNDJSON {
-		s.receiveRecord(d.Body, d.ContentType, src, seq)
-		return
-	}
-	for line := range bytes.SplitSeq(d.Body, []byte("\n")) {
-		s.receiveRecord(line, slogamqp.ContentTypeJSON, src, seq)
-		if seq > 0 {
-			seq++
+	meta := wire.ParseHeaders(d.Headers)
+	src := source{producer: meta.Producer, window: meta.Window, app: d.AppId, ts: ts}
+	for seq, body := range wire.Records(d.Body, d.ContentType, meta.Seq) {
+		contentType := d.ContentType
+		if contentType == wire.ContentTypeNDJSON {
+			contentType = wire.ContentTypeJSON
 		}
+		s.receiveRecord(body, contentType, src, seq)
 	}
 }
 
@@ -381,11 +372,11 @@ type source struct {
 	ts            time.Time
 }
 
-func (s *Sink) receiveRecord(body []byte, contentType string, src source, seq int64) {
+func (s *Sink) receiveRecord(body []byte, contentType string, src source, seq uint64) {
 	s.received.Add(1)
 	producer, app, ts := src.producer, src.app, src.ts
 	if seq > 0 {
-		dup, gap := s.tracker.observe(producer, uint64(seq), src.window)
+		dup, gap := s.tracker.observe(producer, seq, src.window)
 		s.missed.Store(s.tracker.missing)
 		if dup {
 			s.duplicates.Add(1)

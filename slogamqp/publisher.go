@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,27 +15,28 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/logfan/logfan/internal/amqpconn"
+	"github.com/logfan/logfan/internal/wire"
 )
 
-// Header names set on every message. A consumer detects gaps and
-// duplicates from HeaderProducer and HeaderSeq: each producer numbers the
-// records it publishes 1, 2, 3, … and a resent message keeps its number
-// and its message id.
+// Header names set on every message, as package wire defines them. A
+// consumer detects gaps and duplicates from HeaderProducer and HeaderSeq:
+// each producer numbers the records it publishes 1, 2, 3, … and a resent
+// message keeps its number and its message id.
 const (
-	HeaderLevel    = "level"
-	HeaderProducer = "producer"
-	HeaderSeq      = "seq"     // of the message's first record
-	HeaderRecords  = "records" // in batch mode: how many records the message holds
+	HeaderLevel    = wire.HeaderLevel
+	HeaderProducer = wire.HeaderProducer
+	HeaderSeq      = wire.HeaderSeq     // of the message's first record
+	HeaderRecords  = wire.HeaderRecords // in batch mode: how many records the message holds
 	// HeaderWindow is how far back, in seq, this producer may resend a
 	// message: a consumer that remembers that many seqs per producer never
 	// writes a record twice.
-	HeaderWindow = "window"
+	HeaderWindow = wire.HeaderWindow
 )
 
 // Content types of message bodies.
 const (
-	ContentTypeJSON   = "application/json"     // one record
-	ContentTypeNDJSON = "application/x-ndjson" // a batch: one record per line
+	ContentTypeJSON   = wire.ContentTypeJSON   // one record
+	ContentTypeNDJSON = wire.ContentTypeNDJSON // a batch: one record per line
 )
 
 // maxNackRetries is how many times a message that the broker nacked (a
@@ -309,24 +309,20 @@ func (p *publisher) dueRetry(now time.Time) (message, bool) {
 }
 
 func (p *publisher) publish(ch *amqp.Channel, m *message) error {
-	p.headers[HeaderLevel] = m.level.String()
-	p.headers[HeaderProducer] = p.producer
-	p.headers[HeaderSeq] = int64(m.seq)
-	p.headers[HeaderWindow] = int64(p.window)
-	contentType := ContentTypeJSON
+	meta := wire.Meta{Level: m.level.String(), Producer: p.producer, Seq: m.seq, Window: p.window}
 	if p.opts.Batch != nil {
-		contentType = ContentTypeNDJSON
-		p.headers[HeaderRecords] = int64(m.records)
+		meta.Records = m.records
 	}
+	meta.SetHeaders(p.headers)
 	mode := amqp.Transient
 	if p.opts.Persistent {
 		mode = amqp.Persistent
 	}
 	return ch.Publish(p.opts.Exchange, m.key, false, false, amqp.Publishing{
 		Headers:      p.headers,
-		ContentType:  contentType,
+		ContentType:  meta.ContentType(),
 		DeliveryMode: mode,
-		MessageId:    p.producer + "-" + strconv.FormatUint(m.seq, 10),
+		MessageId:    wire.MessageID(p.producer, m.seq),
 		Timestamp:    m.time,
 		AppId:        p.opts.AppID,
 		Body:         *m.body,

@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/logfan/logfan/internal/wire"
 )
 
 // entry is one encoded record waiting in the queue.
@@ -289,22 +291,21 @@ func (q *queue) takeBatch(maxRecords, maxBytes int) (message, bool) {
 	n, size := 0, 0
 	for n < q.pending.len() && n < maxRecords {
 		e := q.pending.at(n)
-		if e.report || n > 0 && (e.key != first.key || size+len(*e.body) >= maxBytes) {
+		if e.report || n > 0 && (e.key != first.key || wire.BatchSize(n+1, size+len(*e.body)) >= maxBytes) {
 			break
 		}
-		size += len(*e.body) + 1
+		size += len(*e.body)
 		n++
 	}
-	body := make([]byte, 0, size)
+	body := make([]byte, 0, wire.BatchSize(n, size))
 	m := message{body: &body, batch: true, records: n, time: first.time, level: first.level, key: first.key}
-	for range n {
+	for i := range n {
 		e := q.pending.pop()
-		body = append(append(body, *e.body...), '\n')
+		body = wire.AppendRecord(body, i, *e.body)
 		q.pendBytes -= cap(*e.body)
 		q.bytes -= cap(*e.body)
 		freeBody(e.body)
 	}
-	body = body[:len(body)-1]
 	m.bytes = cap(body)
 	q.bytes += m.bytes
 	return m, true
