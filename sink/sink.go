@@ -73,6 +73,18 @@ type Options struct {
 	MinBackoff, MaxBackoff time.Duration
 	// Heartbeat is the AMQP heartbeat. Default: 10s.
 	Heartbeat time.Duration
+	// WriteTimeout bounds each socket write, so a broker that stops reading
+	// cannot hang the sink's acknowledgements. Default: 10s.
+	WriteTimeout time.Duration
+}
+
+// endpoint is the broker and exchange these options name.
+func (o *Options) endpoint() amqpconn.Endpoint {
+	return amqpconn.Endpoint{
+		URL: o.URL, TLS: o.TLSConfig, Name: o.Name,
+		Exchange: o.Exchange, Kind: o.ExchangeKind, Durable: o.Durable,
+		Heartbeat: o.Heartbeat, WriteTimeout: o.WriteTimeout, MinBackoff: o.MinBackoff, MaxBackoff: o.MaxBackoff,
+	}
 }
 
 // Stats are a sink's counters.
@@ -113,21 +125,17 @@ func New(opts *Options) (*Sink, error) {
 	if opts != nil {
 		o = *opts
 	}
-	o.URL = amqpconn.URLFromEnv(o.URL)
-	if o.Exchange == "" {
-		o.Exchange = "logs"
-	}
-	if o.ExchangeKind == "" {
-		o.ExchangeKind = "fanout"
-	}
-	if !amqpconn.ValidKind(o.ExchangeKind) {
-		return nil, fmt.Errorf("unknown exchange kind %q (want fanout, direct, topic or headers)", o.ExchangeKind)
-	}
-	if o.BindingKey == "" && o.ExchangeKind == "topic" {
-		o.BindingKey = "#"
-	}
 	if o.Name == "" {
 		o.Name = "logsink"
+	}
+	ep, err := o.endpoint().WithDefaults()
+	if err != nil {
+		return nil, fmt.Errorf("sink: %w", err)
+	}
+	o.URL, o.Exchange, o.ExchangeKind = ep.URL, ep.Exchange, ep.Kind
+	o.Heartbeat, o.WriteTimeout, o.MinBackoff, o.MaxBackoff = ep.Heartbeat, ep.WriteTimeout, ep.MinBackoff, ep.MaxBackoff
+	if o.BindingKey == "" && o.ExchangeKind == "topic" {
+		o.BindingKey = "#"
 	}
 	if o.Diag == nil {
 		o.Diag = os.Stderr
@@ -141,12 +149,9 @@ func New(opts *Options) (*Sink, error) {
 	if o.MaxBody <= 0 {
 		o.MaxBody = 1 << 20
 	}
-	if err := (amqpconn.Config{URL: o.URL}).Validate(); err != nil {
-		return nil, err
-	}
 	return &Sink{
 		opts:     o,
-		exchange: amqpconn.Exchange{Name: o.Exchange, Kind: o.ExchangeKind, Durable: o.Durable},
+		exchange: o.endpoint().ExchangeDecl(),
 		tracker:  newTracker(),
 		taken:    make([]int, len(o.Outputs)),
 	}, nil
@@ -203,8 +208,8 @@ func (s *Sink) Run(ctx context.Context) error {
 	})
 	defer stop()
 	amqpconn.Loop{
-		Config:  amqpconn.Config{URL: s.opts.URL, TLS: s.opts.TLSConfig, Name: s.opts.Name, Heartbeat: s.opts.Heartbeat},
-		Backoff: amqpconn.Backoff{Initial: s.opts.MinBackoff, Max: s.opts.MaxBackoff},
+		Config:  s.opts.endpoint().Config(),
+		Backoff: s.opts.endpoint().Backoff(),
 		Session: func(_ context.Context, conn *amqpconn.Conn, ready func()) error {
 			return s.session(ctx, conn, ready)
 		},
@@ -228,26 +233,9 @@ func (s *Sink) session(ctx context.Context, conn *amqpconn.Conn, ready func()) e
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	ch, err := conn.Channel()
+	ch, queue, deliveries, err := s.subscribe(conn)
 	if err != nil {
 		return err
-	}
-	// As the tutorial: a fresh, server-named queue that the broker deletes
-	// with this connection.
-	q, err := ch.QueueDeclare("", false, false, true, false, nil)
-	if err != nil {
-		return fmt.Errorf("declare queue: %w", err)
-	}
-	if err := s.bind(ch, q.Name); err != nil {
-		return err
-	}
-	if err := ch.Qos(s.opts.Prefetch, 0, false); err != nil {
-		return err
-	}
-	const tag = "logsink"
-	deliveries, err := ch.Consume(q.Name, tag, false, true, false, false, nil)
-	if err != nil {
-		return fmt.Errorf("consume: %w", err)
 	}
 	ready()
 	// Records received when the connection dies cannot be acknowledged, and
@@ -255,30 +243,14 @@ func (s *Sink) session(ctx context.Context, conn *amqpconn.Conn, ready func()) e
 	defer s.write(ctx)
 	if s.sessions++; s.sessions > 1 {
 		s.reconnects.Add(1)
-		s.diag("reconnected: queue %s bound to exchange %q", q.Name, s.opts.Exchange)
+		s.diag("reconnected: queue %s bound to exchange %q", queue, s.opts.Exchange)
 	} else {
-		s.diag("connected to %s: queue %s bound to exchange %q", amqpconn.Redact(s.opts.URL), q.Name, s.opts.Exchange)
+		s.diag("connected to %s: queue %s bound to exchange %q", amqpconn.Redact(s.opts.URL), queue, s.opts.Exchange)
 	}
-
-	// Records are written and acknowledged together, every commitEvery or
-	// sooner when half the prefetch window or maxBatch records wait: a
-	// commit per message would cost a flush and an ack frame each.
-	maxMessages := max(1, s.opts.Prefetch/2)
-	var pending uint64 // highest delivery tag not yet acknowledged
-	messages := 0
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	defer timer.Stop()
+	c := newCommitter(s, ch)
+	defer c.stop()
 	rebind := time.NewTicker(rebindEvery)
 	defer rebind.Stop()
-	var due <-chan time.Time
-	commit := func() error {
-		due = nil
-		timer.Stop()
-		tag := pending
-		pending, messages = 0, 0
-		return s.commit(ctx, ch, tag)
-	}
 	for {
 		select {
 		case d, ok := <-deliveries:
@@ -286,40 +258,110 @@ func (s *Sink) session(ctx context.Context, conn *amqpconn.Conn, ready func()) e
 				return errors.New("channel closed")
 			}
 			s.receive(&d)
-			pending = d.DeliveryTag
-			if messages++; messages >= maxMessages || len(s.batch) >= maxBatch {
-				if err := commit(); err != nil {
-					return err
-				}
-			} else if due == nil {
-				timer.Reset(commitEvery)
-				due = timer.C
+			if err := c.received(ctx, d.DeliveryTag); err != nil {
+				return err
 			}
-		case <-due:
-			if err := commit(); err != nil {
+		case <-c.due:
+			if err := c.commit(ctx); err != nil {
 				return err
 			}
 		case <-rebind.C:
-			if err := s.bind(ch, q.Name); err != nil {
+			if err := s.bind(ch, queue); err != nil {
 				return err
 			}
 		case <-ctx.Done():
-			if err := ch.Cancel(tag, false); err != nil {
-				return err
-			}
-			for d := range deliveries {
-				s.receive(&d)
-				pending = d.DeliveryTag
-			}
-			if pending != 0 {
-				if err := commit(); err != nil {
-					return err
-				}
-			}
-			return amqpconn.ErrDone
+			return s.finish(ctx, ch, deliveries, c)
 		}
 	}
 }
+
+const consumerTag = "logsink"
+
+// subscribe declares the session's queue, as the tutorial does (a fresh,
+// server-named queue that the broker deletes with this connection), binds
+// it and starts consuming.
+func (s *Sink) subscribe(conn *amqpconn.Conn) (*amqp.Channel, string, <-chan amqp.Delivery, error) {
+	ch, err := conn.Channel()
+	if err != nil {
+		return nil, "", nil, err
+	}
+	q, err := ch.QueueDeclare("", false, false, true, false, nil)
+	if err != nil {
+		return nil, "", nil, fmt.Errorf("declare queue: %w", err)
+	}
+	if err := s.bind(ch, q.Name); err != nil {
+		return nil, "", nil, err
+	}
+	if err := ch.Qos(s.opts.Prefetch, 0, false); err != nil {
+		return nil, "", nil, err
+	}
+	deliveries, err := ch.Consume(q.Name, consumerTag, false, true, false, false, nil)
+	if err != nil {
+		return nil, "", nil, fmt.Errorf("consume: %w", err)
+	}
+	return ch, q.Name, deliveries, nil
+}
+
+// finish stops consuming, takes what the broker had already sent, and
+// commits it.
+func (s *Sink) finish(ctx context.Context, ch *amqp.Channel, deliveries <-chan amqp.Delivery, c *committer) error {
+	if err := ch.Cancel(consumerTag, false); err != nil {
+		return err
+	}
+	for d := range deliveries {
+		s.receive(&d)
+		c.pending = d.DeliveryTag
+	}
+	if c.pending != 0 {
+		if err := c.commit(ctx); err != nil {
+			return err
+		}
+	}
+	return amqpconn.ErrDone
+}
+
+// committer decides when to commit: records are written and acknowledged
+// together, every commitEvery or sooner when half the prefetch window or
+// maxBatch records wait, since a commit per message would cost a flush and
+// an ack frame each.
+type committer struct {
+	s           *Sink
+	ch          *amqp.Channel
+	maxMessages int
+	pending     uint64 // highest delivery tag not yet acknowledged
+	messages    int
+	timer       *time.Timer
+	due         <-chan time.Time // the timer's channel while it runs
+}
+
+func newCommitter(s *Sink, ch *amqp.Channel) *committer {
+	c := &committer{s: s, ch: ch, maxMessages: max(1, s.opts.Prefetch/2), timer: time.NewTimer(time.Hour)}
+	c.timer.Stop()
+	return c
+}
+
+// received notes a delivery received, committing when enough wait.
+func (c *committer) received(ctx context.Context, tag uint64) error {
+	c.pending = tag
+	if c.messages++; c.messages >= c.maxMessages || len(c.s.batch) >= maxBatch {
+		return c.commit(ctx)
+	}
+	if c.due == nil {
+		c.timer.Reset(commitEvery)
+		c.due = c.timer.C
+	}
+	return nil
+}
+
+func (c *committer) commit(ctx context.Context) error {
+	c.due = nil
+	c.timer.Stop()
+	tag := c.pending
+	c.pending, c.messages = 0, 0
+	return c.s.commit(ctx, c.ch, tag)
+}
+
+func (c *committer) stop() { c.timer.Stop() }
 
 // bind declares the exchange, as every producer does, and binds the queue
 // to it. Both are no-ops when nothing changed; run again every

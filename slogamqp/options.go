@@ -167,16 +167,12 @@ func (o *Options) withDefaults() (Options, error) {
 	if o != nil {
 		opts = *o
 	}
-	opts.URL = amqpconn.URLFromEnv(opts.URL)
-	if opts.Exchange == "" {
-		opts.Exchange = "logs"
+	ep, err := opts.endpoint().WithDefaults()
+	if err != nil {
+		return opts, fmt.Errorf("slogamqp: %w", err)
 	}
-	if opts.ExchangeKind == "" {
-		opts.ExchangeKind = "fanout"
-	}
-	if !amqpconn.ValidKind(opts.ExchangeKind) {
-		return opts, fmt.Errorf("slogamqp: unknown exchange kind %q (want fanout, direct, topic or headers)", opts.ExchangeKind)
-	}
+	opts.URL, opts.Exchange, opts.ExchangeKind = ep.URL, ep.Exchange, ep.Kind
+	opts.Heartbeat, opts.WriteTimeout, opts.MinBackoff, opts.MaxBackoff = ep.Heartbeat, ep.WriteTimeout, ep.MinBackoff, ep.MaxBackoff
 	if opts.RoutingKey == nil && (opts.ExchangeKind == "direct" || opts.ExchangeKind == "topic") {
 		opts.RoutingKey = levelKey
 	}
@@ -201,12 +197,7 @@ func (o *Options) withDefaults() (Options, error) {
 	if opts.BlockTimeout <= 0 {
 		opts.BlockTimeout = 5 * time.Second
 	}
-	if opts.MinBackoff <= 0 {
-		opts.MinBackoff = 100 * time.Millisecond
-	}
-	if opts.MaxBackoff <= 0 {
-		opts.MaxBackoff = 30 * time.Second
-	}
+
 	if opts.MaxInFlight <= 0 {
 		opts.MaxInFlight = 1024
 	}
@@ -226,19 +217,15 @@ func (o *Options) withDefaults() (Options, error) {
 	if opts.OnError == nil {
 		opts.OnError = stderrReport
 	}
-	if err := opts.conn().Validate(); err != nil {
-		return opts, fmt.Errorf("slogamqp: %w", err)
-	}
 	return opts, nil
 }
 
-func (o *Options) conn() amqpconn.Config {
-	return amqpconn.Config{
-		URL:          o.URL,
-		TLS:          o.TLSConfig,
-		Name:         o.ConnectionName,
-		Heartbeat:    o.Heartbeat,
-		WriteTimeout: o.WriteTimeout,
+// endpoint is the broker and exchange these options name.
+func (o *Options) endpoint() amqpconn.Endpoint {
+	return amqpconn.Endpoint{
+		URL: o.URL, TLS: o.TLSConfig, Name: o.ConnectionName,
+		Exchange: o.Exchange, Kind: o.ExchangeKind, Durable: o.Durable,
+		Heartbeat: o.Heartbeat, WriteTimeout: o.WriteTimeout, MinBackoff: o.MinBackoff, MaxBackoff: o.MaxBackoff,
 	}
 }
 

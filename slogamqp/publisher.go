@@ -87,7 +87,7 @@ func newPublisher(opts *Options, q *queue) *publisher {
 	p := &publisher{
 		opts:     opts,
 		q:        q,
-		exchange: amqpconn.Exchange{Name: opts.Exchange, Kind: opts.ExchangeKind, Durable: opts.Durable},
+		exchange: opts.endpoint().ExchangeDecl(),
 		producer: hex.EncodeToString(id[:]),
 		// Unconfirmed records are within the buffer, and drop reports
 		// within the in-flight window.
@@ -105,8 +105,8 @@ func (p *publisher) run() {
 	defer p.cancel()
 	defer p.alarm.stop()
 	amqpconn.Loop{
-		Config:   p.opts.conn(),
-		Backoff:  amqpconn.Backoff{Initial: p.opts.MinBackoff, Max: p.opts.MaxBackoff},
+		Config:   p.opts.endpoint().Config(),
+		Backoff:  p.opts.endpoint().Backoff(),
 		Session:  p.session,
 		Report:   p.fail,
 		Finished: p.finished,

@@ -45,7 +45,10 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == "-sink-child" {
 		os.Exit(cli.ExitCode("logbench", sinkChild(os.Args[2:]), os.Stderr))
 	}
-	err := Run(context.Background(), os.Args[1:], os.Stdout, os.Stderr)
+	// Ctrl-C ends the run through Run's cleanup, which stops the sink child.
+	ctx, stop := signalContext()
+	err := Run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
 	os.Exit(cli.ExitCode("logbench", err, os.Stderr))
 }
 
@@ -213,47 +216,11 @@ func bare(url string, d time.Duration, size int, props bool) (result, error) {
 // counted dropped.
 func endToEnd(ctx context.Context, url, dir, name string, opts slogamqp.Options, d time.Duration, size int) (result, error) {
 	ex := fmt.Sprintf("logbench-%d", time.Now().UnixNano())
-	self, err := os.Executable()
+	child, err := startSinkChild(ctx, url, ex, filepath.Join(dir, ex+".log"))
 	if err != nil {
 		return result{}, err
 	}
-	child := exec.CommandContext(ctx, self, "-sink-child", url, ex, filepath.Join(dir, ex+".log"))
-	child.Env = os.Environ()
-	out, err := child.StdoutPipe()
-	if err != nil {
-		return result{}, err
-	}
-	child.Stderr = os.Stderr
-	if err := child.Start(); err != nil {
-		return result{}, err
-	}
-	exited := make(chan struct{})
-	defer func() {
-		// Let the child stop cleanly (it may be writing a profile).
-		child.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			child.Process.Kill()
-			<-exited
-		}
-	}()
-	written := make(chan uint64, 1000)
-	go func() {
-		defer close(exited)
-		defer child.Wait()
-		defer close(written)
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			n, err := strconv.ParseUint(sc.Text(), 10, 64)
-			if err == nil {
-				written <- n
-			}
-		}
-	}()
-	if _, ok := <-written; !ok { // the child prints 0 once connected
-		return result{}, errors.New("sink child ended")
-	}
+	defer child.stop()
 
 	opts.URL, opts.Exchange, opts.AppID = url, ex, "logbench"
 	opts.OnError = func(err error, _ time.Duration) { fmt.Fprintf(os.Stderr, "logbench: %v\n", err) }
@@ -261,15 +228,39 @@ func endToEnd(ctx context.Context, url, dir, name string, opts slogamqp.Options,
 	if err != nil {
 		return result{}, err
 	}
+	resetPeakRSS()
+	start := time.Now()
+	wrote, maxBehind := produce(ctx, h, d, size, child.written)
+	closeCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := h.Close(closeCtx); err != nil {
+		return result{}, err
+	}
+	st := h.Stats()
+	want := st.Handled - st.Dropped - st.Undelivered
+	if opts.Batch == nil {
+		want += st.DropReports
+	}
+	wrote, last, err := child.await(wrote, want, st.DropReports)
+	if err != nil {
+		return result{}, err
+	}
+	return result{
+		name: name, records: wrote, elapsed: last.Sub(start), dropped: st.Dropped,
+		lost:    int64(st.Handled) - int64(st.Dropped) - int64(wrote-st.DropReports),
+		sinkCPU: cpuSeconds(child.cmd.Process.Pid) / last.Sub(start).Seconds(), sinkRSS: peakRSS(child.cmd.Process.Pid), pubRSS: peakRSS(os.Getpid()),
+		maxBehind: maxBehind,
+	}, nil
+}
+
+// produce logs records through h for d, holding back while the buffer is
+// half full (the figure is what reaches the file, not what is dropped).
+// It returns the sink's last count and how far it fell behind.
+func produce(ctx context.Context, h *slogamqp.Handler, d time.Duration, size int, written <-chan uint64) (wrote, maxBehind uint64) {
 	l := slog.New(h)
 	pad := payload(size)
 	const limit = 16384 / 2
-	resetPeakRSS()
-	start := time.Now()
-	var wrote, maxBehind uint64
-	for i := 0; time.Since(start) < d; i++ {
-		// Hold back while the handler's buffer is half full: the figure is
-		// what reaches the file, not what is dropped.
+	for start := time.Now(); time.Since(start) < d && ctx.Err() == nil; {
 		for h.Stats().Buffered > limit {
 			time.Sleep(50 * time.Microsecond)
 		}
@@ -284,43 +275,88 @@ func endToEnd(ctx context.Context, url, dir, name string, opts slogamqp.Options,
 		default:
 		}
 	}
-	closeCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	if err := h.Close(closeCtx); err != nil {
-		return result{}, err
+	return wrote, maxBehind
+}
+
+// child is a sink child process and the counts of written records it
+// prints.
+type child struct {
+	cmd     *exec.Cmd
+	written chan uint64
+	exited  chan struct{}
+}
+
+// startSinkChild starts this program as a sink child writing to path, and
+// returns once it is connected.
+func startSinkChild(ctx context.Context, url, exchange, path string) (*child, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
 	}
-	st := h.Stats()
-	want := st.Handled - st.Dropped - uint64(st.Undelivered)
-	if opts.Batch == nil {
-		want += st.DropReports
+	c := &child{cmd: exec.CommandContext(ctx, self, "-sink-child", url, exchange, path), written: make(chan uint64, 1000), exited: make(chan struct{})}
+	c.cmd.Env = os.Environ()
+	out, err := c.cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
 	}
+	c.cmd.Stderr = os.Stderr
+	if err := c.cmd.Start(); err != nil {
+		return nil, err
+	}
+	go func() {
+		defer close(c.exited)
+		defer c.cmd.Wait()
+		defer close(c.written)
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if n, err := strconv.ParseUint(sc.Text(), 10, 64); err == nil {
+				c.written <- n
+			}
+		}
+	}()
+	if _, ok := <-c.written; !ok { // the child prints 0 once connected
+		c.stop()
+		return nil, errors.New("sink child ended")
+	}
+	return c, nil
+}
+
+// await waits until the child has written want records (or want plus
+// the drop reports, which batch mode does not count), and returns its
+// count and when it last grew.
+func (c *child) await(wrote, want, reports uint64) (uint64, time.Time, error) {
 	var last time.Time
 	timeout := time.After(60 * time.Second)
-	for wrote < want+st.DropReports && wrote != want {
+	for wrote < want+reports && wrote != want {
 		select {
-		case n, ok := <-written:
+		case n, ok := <-c.written:
 			if !ok {
-				return result{}, errors.New("sink child ended")
+				return 0, last, errors.New("sink child ended")
 			}
 			if n != wrote {
 				last = time.Now()
 			}
 			wrote = n
 		case <-timeout:
-			return result{}, fmt.Errorf("sink wrote %d of %d records", wrote, want)
+			return 0, last, fmt.Errorf("sink wrote %d of %d records", wrote, want)
 		}
 	}
 	if last.IsZero() {
 		last = time.Now()
 	}
-	cpu := cpuSeconds(child.Process.Pid)
-	r := result{
-		name: name, records: wrote, elapsed: last.Sub(start), dropped: st.Dropped,
-		lost:    int64(st.Handled) - int64(st.Dropped) - int64(wrote-st.DropReports),
-		sinkCPU: cpu / last.Sub(start).Seconds(), sinkRSS: peakRSS(child.Process.Pid), pubRSS: peakRSS(os.Getpid()),
-		maxBehind: maxBehind,
+	return wrote, last, nil
+}
+
+// stop lets the child stop cleanly (it may be writing a profile), and
+// kills it after 10s.
+func (c *child) stop() {
+	c.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-c.exited:
+	case <-time.After(10 * time.Second):
+		c.cmd.Process.Kill()
+		<-c.exited
 	}
-	return r, nil
 }
 
 // sinkChild runs a sink writing to a file and prints how many records it
