@@ -89,8 +89,9 @@ func (h *Handler) Handle(ctx context.Context, r slog.Record) error {
 	return err
 }
 
-// WithAttrs returns a handler whose records carry attrs, formatted once
-// here rather than in every Handle.
+// WithAttrs returns a handler whose records carry attrs. LogValuers are
+// resolved here; the attributes are formatted once per pooled encoder (one
+// for each goroutine that logs at once), never per Handle.
 func (h *Handler) WithAttrs(attrs []slog.Attr) slog.Handler {
 	if len(attrs) == 0 {
 		return h

@@ -54,83 +54,113 @@ Flags:
 // Run is the whole command, testable in-process. signals carries what
 // main subscribed to; ctx ending stops it as SIGTERM does.
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer, signals <-chan os.Signal) error {
-	fs := flag.NewFlagSet("logsink", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	fs.Usage = func() {}
-	url := fs.String("url", "", "broker `URL` (default $AMQP_URL, else "+amqpconn.Redact(amqpconn.DefaultURL)+")")
-	exchange := fs.String("exchange", "logs", "`exchange` to bind to, declared fanout and non-durable as the producers do")
-	file := fs.String("file", "", "write NDJSON records to this `path` (then no screen output unless -stderr or -stdout)")
-	maxSize := fs.Int("max-size", 100, "rotate the file past this many `megabytes`")
-	maxBackups := fs.Int("max-backups", 0, "keep at most this many rotated `files` (0: all)")
-	maxAge := fs.Int("max-age", 0, "delete rotated files older than this many `days` (0: never)")
-	compress := fs.Bool("compress", false, "gzip rotated files")
-	fileMode := fs.String("file-mode", "0640", "permission `bits` of new files, in octal")
-	toStderr := fs.Bool("stderr", false, "show records on standard error (the default without -file)")
-	toStdout := fs.Bool("stdout", false, "show records on standard output")
-	format := fs.String("format", sink.FormatText, "screen `format`: text or json")
-	level := fs.String("level", "", "drop records below this `level`: debug, info, warn, error (default: keep all)")
-	prefetch := fs.Int("prefetch", 1000, "unacknowledged `records` the broker may send ahead")
-
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprint(stderr, usage)
-			fs.SetOutput(stderr)
-			fs.PrintDefaults()
-			return err
-		}
+	cfg, err := parseFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	outputs, err := cfg.outputs(stdout, stderr)
+	if err != nil {
 		return cli.Usage(err)
 	}
-	if fs.NArg() > 0 {
-		return cli.Usage(fmt.Errorf("unexpected argument %q", fs.Arg(0)))
-	}
-	if *format != sink.FormatText && *format != sink.FormatJSON {
-		return cli.Usage(fmt.Errorf("invalid -format %q: want text or json", *format))
-	}
-	if *maxSize <= 0 || *maxBackups < 0 || *maxAge < 0 || *prefetch <= 0 {
-		return cli.Usage(errors.New("-max-size and -prefetch must be positive, -max-backups and -max-age not negative"))
-	}
-	mode, err := strconv.ParseUint(*fileMode, 8, 32)
-	if err != nil || mode > 0o777 || mode == 0 {
-		return cli.Usage(fmt.Errorf("invalid -file-mode %q: want octal permission bits such as 0640", *fileMode))
-	}
-	var minLevel slog.Leveler
-	if *level != "" {
-		var lv slog.Level
-		if err := lv.UnmarshalText([]byte(*level)); err != nil {
-			return cli.Usage(fmt.Errorf("invalid -level %q: want debug, info, warn or error", *level))
-		}
-		minLevel = lv
-	}
-
-	var outputs []sink.Output
-	screen := func(f *os.File, w io.Writer) {
-		color := f != nil && sink.UseColor(f)
-		outputs = append(outputs, sink.NewScreen(w, *format, color))
-	}
-	if *toStderr || (*file == "" && !*toStdout) {
-		f, _ := stderr.(*os.File)
-		screen(f, stderr)
-	}
-	if *toStdout {
-		f, _ := stdout.(*os.File)
-		screen(f, stdout)
-	}
-	if *file != "" {
-		out, err := sink.NewFile(sink.FileOptions{Path: *file, MaxSizeMB: *maxSize, MaxBackups: *maxBackups, MaxAgeDays: *maxAge, Compress: *compress, Mode: os.FileMode(mode)})
-		if err != nil {
-			return cli.Usage(fmt.Errorf("cannot write -file: %w", err))
-		}
-		outputs = append(outputs, out)
-	}
-
-	s, err := sink.New(&sink.Options{URL: *url, Exchange: *exchange, Outputs: outputs, Level: minLevel, Prefetch: *prefetch, Diag: stderr})
+	s, err := sink.New(&sink.Options{URL: cfg.url, Exchange: cfg.exchange, Outputs: outputs, Level: cfg.level, Prefetch: cfg.prefetch, Diag: stderr})
 	if err != nil {
 		for _, o := range outputs {
 			o.Close()
 		}
 		return cli.Usage(err)
 	}
+	return serve(ctx, s, signals, stderr)
+}
 
+// config is what the flags asked for.
+type config struct {
+	url, exchange, file, format  string
+	maxSize, maxBackups, maxAge  int
+	compress, toStderr, toStdout bool
+	fileMode                     os.FileMode
+	level                        slog.Leveler
+	prefetch                     int
+}
+
+func parseFlags(args []string, stderr io.Writer) (config, error) {
+	var c config
+	fs := flag.NewFlagSet("logsink", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	fs.StringVar(&c.url, "url", "", "broker `URL` (default $AMQP_URL, else "+amqpconn.Redact(amqpconn.DefaultURL)+")")
+	fs.StringVar(&c.exchange, "exchange", "logs", "`exchange` to bind to, declared fanout and non-durable as the producers do")
+	fs.StringVar(&c.file, "file", "", "write NDJSON records to this `path` (then no screen output unless -stderr or -stdout)")
+	fs.IntVar(&c.maxSize, "max-size", 100, "rotate the file past this many `megabytes`")
+	fs.IntVar(&c.maxBackups, "max-backups", 0, "keep at most this many rotated `files` (0: all)")
+	fs.IntVar(&c.maxAge, "max-age", 0, "delete rotated files older than this many `days` (0: never)")
+	fs.BoolVar(&c.compress, "compress", false, "gzip rotated files")
+	fileMode := fs.String("file-mode", "0640", "permission `bits` of new files, in octal")
+	fs.BoolVar(&c.toStderr, "stderr", false, "show records on standard error (the default without -file)")
+	fs.BoolVar(&c.toStdout, "stdout", false, "show records on standard output")
+	fs.StringVar(&c.format, "format", sink.FormatText, "screen `format`: text or json")
+	level := fs.String("level", "", "drop records below this `level`: debug, info, warn, error (default: keep all)")
+	fs.IntVar(&c.prefetch, "prefetch", 1000, "unacknowledged `records` the broker may send ahead")
+
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stderr, usage)
+			fs.SetOutput(stderr)
+			fs.PrintDefaults()
+			return c, err
+		}
+		return c, cli.Usage(err)
+	}
+	if fs.NArg() > 0 {
+		return c, cli.Usage(fmt.Errorf("unexpected argument %q", fs.Arg(0)))
+	}
+	if c.format != sink.FormatText && c.format != sink.FormatJSON {
+		return c, cli.Usage(fmt.Errorf("invalid -format %q: want text or json", c.format))
+	}
+	if c.maxSize <= 0 || c.maxBackups < 0 || c.maxAge < 0 || c.prefetch <= 0 {
+		return c, cli.Usage(errors.New("-max-size and -prefetch must be positive, -max-backups and -max-age not negative"))
+	}
+	mode, err := strconv.ParseUint(*fileMode, 8, 32)
+	if err != nil || mode > 0o777 || mode == 0 {
+		return c, cli.Usage(fmt.Errorf("invalid -file-mode %q: want octal permission bits such as 0640", *fileMode))
+	}
+	c.fileMode = os.FileMode(mode)
+	if *level != "" {
+		var lv slog.Level
+		if err := lv.UnmarshalText([]byte(*level)); err != nil {
+			return c, cli.Usage(fmt.Errorf("invalid -level %q: want debug, info, warn or error", *level))
+		}
+		c.level = lv
+	}
+	return c, nil
+}
+
+// outputs opens what c asks for: the screens, then the file.
+func (c config) outputs(stdout, stderr io.Writer) ([]sink.Output, error) {
+	var outputs []sink.Output
+	screen := func(w io.Writer) {
+		f, _ := w.(*os.File)
+		outputs = append(outputs, sink.NewScreen(w, c.format, f != nil && sink.UseColor(f)))
+	}
+	if c.toStderr || (c.file == "" && !c.toStdout) {
+		screen(stderr)
+	}
+	if c.toStdout {
+		screen(stdout)
+	}
+	if c.file != "" {
+		out, err := sink.NewFile(sink.FileOptions{Path: c.file, MaxSizeMB: c.maxSize, MaxBackups: c.maxBackups, MaxAgeDays: c.maxAge, Compress: c.compress, Mode: c.fileMode})
+		if err != nil {
+			return nil, fmt.Errorf("cannot write -file: %w", err)
+		}
+		outputs = append(outputs, out)
+	}
+	return outputs, nil
+}
+
+// serve runs s until it stops, answering the signals: SIGHUP reopens,
+// SIGUSR1 prints the counters, a stop signal stops s and a second one
+// aborts.
+func serve(ctx context.Context, s *sink.Sink, signals <-chan os.Signal, stderr io.Writer) error {
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	done := make(chan error, 1)

@@ -121,9 +121,8 @@ func TestFault5MemoryAlarm(t *testing.T) {
 	r.sinkConnected()
 	r.log(100)
 	r.delivered()
-	orig := strings.TrimSpace(rabbitmqctl(t, "eval", "vm_memory_monitor:get_vm_memory_high_watermark()."))
-	t.Cleanup(func() { rabbitmqctl(t, "set_vm_memory_high_watermark", orig) })
-	rabbitmqctl(t, "set_vm_memory_high_watermark", "0.000001")
+	raise, clear := memoryAlarm(t)
+	raise()
 	r.log(500)
 	for blocked := false; !blocked; {
 		select {
@@ -137,12 +136,23 @@ func TestFault5MemoryAlarm(t *testing.T) {
 		t.Errorf("stats under the alarm: %+v", st)
 	}
 	r.log(500)
-	rabbitmqctl(t, "set_vm_memory_high_watermark", orig)
+	clear()
 	r.clear()
 	f := r.finish("5. memory alarm")
 	if f.lost != 0 || f.dropped != 0 {
 		t.Errorf("lost %d, dropped %d", f.lost, f.dropped)
 	}
+}
+
+// memoryAlarm returns functions that raise the broker's memory alarm (a
+// watermark no broker is under) and clear it (the watermark it had), which
+// the test's end does in any case.
+func memoryAlarm(t *testing.T) (raise, clear func()) {
+	t.Helper()
+	orig := strings.TrimSpace(rabbitmqctl(t, "eval", "vm_memory_monitor:get_vm_memory_high_watermark()."))
+	clear = func() { rabbitmqctl(t, "set_vm_memory_high_watermark", orig) }
+	t.Cleanup(clear)
+	return func() { rabbitmqctl(t, "set_vm_memory_high_watermark", "0.000001") }, clear
 }
 
 // 5b. The memory alarm flaps while records flow: the publisher follows
@@ -154,12 +164,11 @@ func TestFault5bMemoryAlarmFlapping(t *testing.T) {
 	r.sinkConnected()
 	r.log(100)
 	r.delivered()
-	orig := strings.TrimSpace(rabbitmqctl(t, "eval", "vm_memory_monitor:get_vm_memory_high_watermark()."))
-	t.Cleanup(func() { rabbitmqctl(t, "set_vm_memory_high_watermark", orig) })
+	raise, clear := memoryAlarm(t)
 	for range 3 {
-		rabbitmqctl(t, "set_vm_memory_high_watermark", "0.000001")
+		raise()
 		r.log(300)
-		rabbitmqctl(t, "set_vm_memory_high_watermark", orig)
+		clear()
 		r.log(300)
 	}
 	r.clear()
