@@ -249,8 +249,9 @@ func (s *Sink) session(ctx context.Context, conn *amqpconn.Conn, ready func()) e
 	}
 	c := newCommitter(s, ch)
 	defer c.stop()
-	rebind := time.NewTicker(rebindEvery)
-	defer rebind.Stop()
+	stopBinding := make(chan struct{})
+	defer close(stopBinding)
+	bindErrs := s.keepBound(conn, queue, stopBinding)
 	for {
 		select {
 		case d, ok := <-deliveries:
@@ -265,10 +266,8 @@ func (s *Sink) session(ctx context.Context, conn *amqpconn.Conn, ready func()) e
 			if err := c.commit(ctx); err != nil {
 				return err
 			}
-		case <-rebind.C:
-			if err := s.bind(ch, queue); err != nil {
-				return err
-			}
+		case err := <-bindErrs:
+			return err
 		case <-ctx.Done():
 			return s.finish(ctx, ch, deliveries, c)
 		}
@@ -381,6 +380,36 @@ func (s *Sink) bind(ch *amqp.Channel, queue string) error {
 // rebindEvery bounds how long a sink misses records after its exchange
 // was deleted and declared again by a producer.
 const rebindEvery = time.Second
+
+// keepBound binds queue again every rebindEvery, on a channel and a
+// goroutine of its own: a slow or stuck RPC must never hold the consumer
+// (amqp091 has known hangs in RPCs on a busy channel). The goroutine ends
+// with stop, or with the connection; its one error ends the session.
+func (s *Sink) keepBound(conn *amqpconn.Conn, queue string, stop <-chan struct{}) <-chan error {
+	errs := make(chan error, 1)
+	go func() {
+		ch, err := conn.Channel()
+		if err != nil {
+			errs <- err
+			return
+		}
+		defer ch.Close()
+		t := time.NewTicker(rebindEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				if err := s.bind(ch, queue); err != nil {
+					errs <- err
+					return
+				}
+			case <-stop:
+				return
+			}
+		}
+	}()
+	return errs
+}
 
 // A commit writes what was received at most commitEvery ago, and at most
 // maxBatch records at once.

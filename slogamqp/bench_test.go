@@ -74,6 +74,20 @@ func BenchmarkHandle(b *testing.B) {
 				}
 			}
 		})
+		// A logger made per request, as l.With("request_id", id) makes it:
+		// what WithAttrs costs, beside Handle.
+		b.Run(bc.name+"/with-per-record", func(b *testing.B) {
+			h, after := bc.new(b)
+			l := slog.New(h).With("svc", "api").WithGroup("req")
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				record(l.With("id", 42), ctx)
+				if after != nil {
+					after()
+				}
+			}
+		})
 		b.Run(bc.name+"/parallel", func(b *testing.B) {
 			h, after := bc.new(b)
 			l := slog.New(h).With("svc", "api")

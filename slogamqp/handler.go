@@ -28,15 +28,8 @@ import (
 // handlers that WithAttrs and WithGroup return, which share its buffer and
 // connection.
 type Handler struct {
-	s     *shared
-	chain []step    // WithGroup and WithAttrs calls since New, in order
-	encs  sync.Pool // *encoder, each with chain applied
-}
-
-// step is one WithGroup (group != "") or WithAttrs call.
-type step struct {
-	group string
-	attrs []slog.Attr
+	s *shared
+	f *format // with what WithAttrs and WithGroup said, pre-formatted
 }
 
 // shared is what a Handler and all its clones have in common.
@@ -59,7 +52,7 @@ func New(opts *Options) (*Handler, error) {
 	s.q = newQueue(&s.opts)
 	s.p = newPublisher(&s.opts, s.q)
 	go s.p.run()
-	return &Handler{s: s}, nil
+	return &Handler{s: s, f: &format{addSource: o.AddSource, replace: o.ReplaceAttr}}, nil
 }
 
 // String describes the handler without its credentials.
@@ -78,25 +71,29 @@ func (h *Handler) Enabled(_ context.Context, level slog.Level) bool {
 // Overflow Block, once Options.BlockTimeout has passed or ctx is done;
 // Handle still returns nil, since a caller of slog cannot act on it.
 func (h *Handler) Handle(ctx context.Context, r slog.Record) error {
-	e := h.encoder()
-	e.ctx, e.rec = ctx, entry{time: r.Time, level: r.Level}
-	if h.s.opts.RoutingKey != nil {
-		e.rec.key = h.s.opts.RoutingKey(r)
+	if ctx == nil {
+		ctx = context.Background()
 	}
-	err := e.h.Handle(ctx, r)
-	e.ctx, e.rec = nil, entry{}
-	h.encs.Put(e)
-	return err
+	sc := scratches.Get().(*scratch)
+	sc.buf = h.f.encode(sc.buf[:0], r)
+	e := entry{time: r.Time, level: r.Level}
+	if h.s.opts.RoutingKey != nil {
+		e.key = h.s.opts.RoutingKey(r)
+	}
+	h.s.put(ctx, sc, e)
+	if cap(sc.buf) <= maxPooledBody { // let rare huge records go
+		scratches.Put(sc)
+	}
+	return nil
 }
 
-// WithAttrs returns a handler whose records carry attrs. LogValuers are
-// resolved here; the attributes are formatted once per pooled encoder (one
-// for each goroutine that logs at once), never per Handle.
+// WithAttrs returns a handler whose records carry attrs, formatted once
+// here (LogValuers resolved) rather than in every Handle.
 func (h *Handler) WithAttrs(attrs []slog.Attr) slog.Handler {
 	if len(attrs) == 0 {
 		return h
 	}
-	return h.with(step{attrs: resolve(attrs)})
+	return &Handler{s: h.s, f: h.f.withAttrs(attrs)}
 }
 
 // WithGroup returns a handler that puts the attributes of later records
@@ -105,91 +102,35 @@ func (h *Handler) WithGroup(name string) slog.Handler {
 	if name == "" {
 		return h
 	}
-	return h.with(step{group: name})
+	return &Handler{s: h.s, f: h.f.withGroup(name)}
 }
 
-func (h *Handler) with(s step) *Handler {
-	h2 := &Handler{s: h.s, chain: append(h.chain[:len(h.chain):len(h.chain)], s)}
-	h2.encs.Put(h2.newEncoder())
-	return h2
-}
-
-// resolve resolves LogValuers now, as slog.JSONHandler's WithAttrs does, so
-// that every encoder built later from the same attrs agrees.
-func resolve(attrs []slog.Attr) []slog.Attr {
-	out := make([]slog.Attr, len(attrs))
-	for i, a := range attrs {
-		a.Value = a.Value.Resolve()
-		if a.Value.Kind() == slog.KindGroup {
-			a.Value = slog.GroupValue(resolve(a.Value.Group())...)
-		}
-		out[i] = a
-	}
-	return out
-}
-
-// encoder is a slog.JSONHandler that writes into the buffer. Delegating the
-// encoding keeps the body byte for byte what slog.JSONHandler writes. A
-// JSONHandler writes to one io.Writer, so each goroutine borrows its own
-// encoder from the pool for the length of one Handle, and the record's
-// metadata rides along in it.
-type encoder struct {
-	s       *shared
-	h       slog.Handler
-	ctx     context.Context
-	rec     entry
+// scratch is one Handle's encoding buffer and the records DropOldest
+// evicted for it, pooled so that Handle allocates nothing.
+type scratch struct {
+	buf     []byte
 	evicted []entry
 }
 
-func (h *Handler) encoder() *encoder {
-	if e, ok := h.encs.Get().(*encoder); ok {
-		return e
-	}
-	return h.newEncoder()
-}
+var scratches = sync.Pool{New: func() any { return &scratch{buf: make([]byte, 0, 1024)} }}
 
-func (h *Handler) newEncoder() *encoder {
-	e := &encoder{s: h.s}
-	var jh slog.Handler = slog.NewJSONHandler(e, &slog.HandlerOptions{
-		AddSource:   h.s.opts.AddSource,
-		ReplaceAttr: h.s.opts.ReplaceAttr,
-	})
-	for _, s := range h.chain {
-		if s.group != "" {
-			jh = jh.WithGroup(s.group)
-		} else {
-			jh = jh.WithAttrs(s.attrs)
-		}
-	}
-	e.h = jh
-	return e
-}
-
-// Write receives the one write that slog.JSONHandler makes per record.
-func (e *encoder) Write(p []byte) (int, error) {
-	body := p
-	if n := len(body); n > 0 && body[n-1] == '\n' {
-		body = body[:n-1]
-	}
-	fb := e.s.opts.Fallback
+// put buffers the record encoded in sc, and hands what overflow drops to
+// the fallback handler.
+func (s *shared) put(ctx context.Context, sc *scratch, e entry) {
+	fb := s.opts.Fallback
 	var evicted *[]entry
 	if fb != nil {
-		evicted = &e.evicted
+		evicted = &sc.evicted
 	}
-	ctx := e.ctx
-	if ctx == nil {
-		ctx = context.Background()
+	if !s.q.put(ctx, sc.buf, e, evicted) && fb != nil {
+		fallback(ctx, fb, sc.buf, &e)
 	}
-	if !e.s.q.put(ctx, body, e.rec, evicted) && fb != nil {
-		fallback(e.ctx, fb, body, &e.rec)
-	}
-	for i, old := range e.evicted {
-		fallback(e.ctx, fb, *old.body, &old)
+	for i, old := range sc.evicted {
+		fallback(ctx, fb, *old.body, &old)
 		freeBody(old.body)
-		e.evicted[i] = entry{}
+		sc.evicted[i] = entry{}
 	}
-	e.evicted = e.evicted[:0]
-	return len(p), nil
+	sc.evicted = sc.evicted[:0]
 }
 
 // fallback hands a record that will not reach the broker to fb, decoded
@@ -266,8 +207,10 @@ func (h *Handler) Close(ctx context.Context) error {
 	return s.closeErr
 }
 
-// Stats are the handler's counters. At every moment,
-// Handled == Confirmed + Dropped + Undelivered + Buffered.
+// Stats are the handler's counters. Whenever the handler is idle, and
+// after Close, Handled == Confirmed + Dropped + Undelivered + Buffered;
+// while a record is being settled it may count on both sides for an
+// instant.
 type Stats struct {
 	Handled     uint64 // records given to Handle
 	Published   uint64 // records sent to the broker, each counted once

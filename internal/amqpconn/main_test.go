@@ -1,11 +1,11 @@
-package amqpconn
+package amqpconn_test
 
 import (
 	"testing"
 
-	"go.uber.org/goleak"
+	"github.com/logfan/logfan/internal/brokertest"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	brokertest.Main(m, nil)
 }

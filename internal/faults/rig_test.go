@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"sort"
 	"strings"
 	"sync"
@@ -361,7 +362,9 @@ func (r *rig) untilSinkSees() {
 			time.Sleep(10 * time.Millisecond)
 		}
 		if round == 5 {
-			r.t.Fatalf("the sink never caught up: %v, handler %+v", r.s.Stats(), st)
+			var stacks strings.Builder
+			pprof.Lookup("goroutine").WriteTo(&stacks, 1)
+			r.t.Fatalf("the sink never caught up: %v, handler %+v; goroutines:\n%s", r.s.Stats(), st, stacks.String())
 		}
 		r.log(100)
 	}
