@@ -1,5 +1,13 @@
 package sink
 
+import (
+	"encoding/gob"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+)
+
 // Each producer says in its window header how far back it may resend a
 // record; the sink remembers that many recent seqs per producer, so that a
 // resend is never written twice. A producer that does not say gets
@@ -129,3 +137,67 @@ func (p *producer) word(s uint64) *uint64 { return &p.seen[(s/64)&uint64(len(p.s
 func (p *producer) set(s uint64)          { *p.word(s) |= 1 << (s % 64) }
 func (p *producer) clear(s uint64)        { *p.word(s) &^= 1 << (s % 64) }
 func (p *producer) has(s uint64) bool     { return *p.word(s)&(1<<(s%64)) != 0 }
+
+// trackerState is what save keeps: the tracker, and how long each file
+// output was when it was saved (-1 for outputs without a size).
+type trackerState struct {
+	Producers map[string]producerState
+	Sizes     []int64
+}
+
+type producerState struct {
+	Base, Max, Window, Missing uint64
+	Seen                       []uint64
+}
+
+// save writes the tracker to path atomically (a temporary file, fsynced,
+// renamed over it), so that a crash leaves the old state or the new.
+func (t *tracker) save(path string, sizes []int64) error {
+	st := trackerState{Producers: make(map[string]producerState, len(t.producers)), Sizes: sizes}
+	for id, p := range t.producers {
+		st.Producers[id] = producerState{Base: p.base, Max: p.max, Window: p.window, Missing: p.missing, Seen: p.seen}
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if err := gob.NewEncoder(tmp).Encode(st); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+// loadTracker reads what save wrote; a missing file is a new tracker.
+func loadTracker(path string) (*tracker, []int64, error) {
+	t := newTracker()
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return t, nil, nil
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	defer f.Close()
+	var st trackerState
+	if err := gob.NewDecoder(f).Decode(&st); err != nil {
+		return nil, nil, err
+	}
+	for id, ps := range st.Producers {
+		words := len(ps.Seen)
+		if words == 0 || words&(words-1) != 0 || uint64(words)*64 > maxWindow {
+			return nil, nil, errors.New("corrupt: producer " + id + " has a bitmap of a bad size")
+		}
+		t.producers[id] = &producer{base: ps.Base, max: ps.Max, window: ps.Window, missing: ps.Missing, seen: ps.Seen}
+		t.missing += ps.Missing
+	}
+	return t, st.Sizes, nil
+}

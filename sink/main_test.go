@@ -97,6 +97,15 @@ func start(t *testing.T, opts Options) (s *Sink, d *diag, stop func() error) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	stop = runSink(t, s)
+	d.waitConnected()
+	return s, d, stop
+}
+
+// runSink runs s until the test ends or stop is called, which returns
+// Run's error.
+func runSink(t *testing.T, s *Sink) (stop func() error) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx) }()
@@ -114,8 +123,7 @@ func start(t *testing.T, opts Options) (s *Sink, d *diag, stop func() error) {
 		return runErr
 	}
 	t.Cleanup(func() { stop() })
-	d.waitConnected()
-	return s, d, stop
+	return stop
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {

@@ -221,6 +221,40 @@ func (f *File) Flush() error {
 // back (each written again whole on a line of its own).
 func (f *File) Torn() uint64 { return f.out.torn.Load() }
 
+// Size is the current file's length.
+func (f *File) Size() (int64, error) {
+	fi, err := os.Stat(f.opts.Path)
+	if err != nil {
+		return 0, err
+	}
+	return fi.Size(), nil
+}
+
+// CutBack truncates the current file to size if it is longer, and says by
+// how much. A shorter file (rotated since) is left alone.
+func (f *File) CutBack(size int64) (int64, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	fi, err := os.Stat(f.opts.Path)
+	if err != nil || fi.Size() <= size {
+		return 0, err
+	}
+	return fi.Size() - size, os.Truncate(f.opts.Path, size)
+}
+
+// Sync makes what was flushed durable (fsync). Any descriptor of the file
+// syncs it; timberjack keeps its own to itself.
+func (f *File) Sync() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	fh, err := os.Open(f.opts.Path)
+	if err != nil {
+		return err
+	}
+	defer fh.Close()
+	return fh.Sync()
+}
+
 // Reopen writes out what is buffered, closes the file and opens it again
 // by name, creating it if an external rotation moved it away. What it
 // could not write stays buffered for the new file: Reopen never loses a

@@ -47,6 +47,26 @@ type Options struct {
 	// BindingKey binds the queue. Default: "" for fanout, "#" for topic.
 	BindingKey string
 
+	// Queue, when set, is a durable quorum queue to consume, declared
+	// identically by every sink that names it, instead of a fresh exclusive
+	// queue per connection: records published while no sink runs wait in
+	// it, and sinks that share it share its records (each written by one).
+	// Default: "", the tutorial's exclusive queue.
+	Queue string
+	// QueueMaxBytes bounds Queue (x-max-length-bytes); past it the broker
+	// drops the oldest records (x-overflow drop-head), which a sink that
+	// stays running counts as missed. Default: 1 GiB.
+	QueueMaxBytes int64
+	// SingleActive makes one sink of those sharing Queue the active
+	// consumer, the others standing by (x-single-active-consumer): one
+	// ordered file, with failover. Default: false.
+	SingleActive bool
+	// StatePath, when set, is where the sink keeps what it must remember
+	// across restarts: the producers' recent seqs, so that a record
+	// redelivered after a crash is not written twice. Written after every
+	// commit, before the acknowledgement. Default: "" (nothing kept).
+	StatePath string
+
 	// Name is the connection name and the prefix of diagnostic lines.
 	// Default: "logsink".
 	Name string
@@ -149,10 +169,27 @@ func New(opts *Options) (*Sink, error) {
 	if o.MaxBody <= 0 {
 		o.MaxBody = 1 << 20
 	}
+	if o.QueueMaxBytes <= 0 {
+		o.QueueMaxBytes = 1 << 30
+	}
+	if o.SingleActive && o.Queue == "" {
+		return nil, errors.New("sink: SingleActive needs a Queue")
+	}
+	tr := newTracker()
+	if o.StatePath != "" {
+		loaded, sizes, err := loadTracker(o.StatePath)
+		if err != nil {
+			return nil, fmt.Errorf("sink: state %s: %w (remove it to start afresh)", o.StatePath, err)
+		}
+		if err := restore(&o, sizes); err != nil {
+			return nil, fmt.Errorf("sink: state %s: %w", o.StatePath, err)
+		}
+		tr = loaded
+	}
 	return &Sink{
 		opts:     o,
 		exchange: o.endpoint().ExchangeDecl(),
-		tracker:  newTracker(),
+		tracker:  tr,
 		taken:    make([]int, len(o.Outputs)),
 	}, nil
 }
@@ -284,9 +321,9 @@ func (s *Sink) subscribe(conn *amqpconn.Conn) (*amqp.Channel, string, <-chan amq
 	if err != nil {
 		return nil, "", nil, err
 	}
-	q, err := ch.QueueDeclare("", false, false, true, false, nil)
+	q, err := s.declareQueue(ch)
 	if err != nil {
-		return nil, "", nil, fmt.Errorf("declare queue: %w", err)
+		return nil, "", nil, err
 	}
 	if err := s.bind(ch, q.Name); err != nil {
 		return nil, "", nil, err
@@ -294,11 +331,44 @@ func (s *Sink) subscribe(conn *amqpconn.Conn) (*amqp.Channel, string, <-chan amq
 	if err := ch.Qos(s.opts.Prefetch, 0, false); err != nil {
 		return nil, "", nil, err
 	}
-	deliveries, err := ch.Consume(q.Name, consumerTag, false, true, false, false, nil)
+	deliveries, err := ch.Consume(q.Name, consumerTag, false, s.opts.Queue == "", false, false, nil)
 	if err != nil {
 		return nil, "", nil, fmt.Errorf("consume: %w", err)
 	}
 	return ch, q.Name, deliveries, nil
+}
+
+// deliveryLimit is how many times a quorum queue delivers a record before
+// it drops it: a record that keeps a sink from acknowledging it (a crash
+// each time it is written, say) cannot loop forever.
+const deliveryLimit = 10
+
+// declareQueue declares the session's queue: the durable quorum queue of
+// Options.Queue, or, as the tutorial does, a fresh server-named queue
+// that the broker deletes with this connection.
+func (s *Sink) declareQueue(ch *amqp.Channel) (amqp.Queue, error) {
+	if s.opts.Queue == "" {
+		q, err := ch.QueueDeclare("", false, false, true, false, nil)
+		if err != nil {
+			return q, fmt.Errorf("declare queue: %w", err)
+		}
+		return q, nil
+	}
+	args := amqp.Table{
+		"x-queue-type":       "quorum",
+		"x-max-length-bytes": s.opts.QueueMaxBytes,
+		"x-overflow":         "drop-head",
+		"x-delivery-limit":   int64(deliveryLimit),
+	}
+	if s.opts.SingleActive {
+		args["x-single-active-consumer"] = true
+	}
+	q, err := ch.QueueDeclare(s.opts.Queue, true, false, false, false, args)
+	if err != nil {
+		return q, fmt.Errorf("declare quorum queue %q (max %d bytes, drop-head, delivery limit %d, single active %t): %w",
+			s.opts.Queue, s.opts.QueueMaxBytes, deliveryLimit, s.opts.SingleActive, amqpconn.Classify(err))
+	}
+	return q, nil
 }
 
 // finish stops consuming, takes what the broker had already sent, and
@@ -448,10 +518,16 @@ func (s *Sink) receiveRecord(body []byte, contentType string, src source, seq ui
 	producer, app, ts := src.producer, src.app, src.ts
 	if seq > 0 {
 		dup, gap := s.tracker.observe(producer, seq, src.window)
-		s.missed.Store(s.tracker.missing)
 		if dup {
 			s.duplicates.Add(1)
 			return
+		}
+		// Sinks that share a queue each see part of every producer's
+		// records: a gap there is another sink's share.
+		if shared := s.opts.Queue != "" && !s.opts.SingleActive; !shared {
+			s.missed.Store(s.tracker.missing)
+		} else {
+			gap = 0
 		}
 		if gap > 0 {
 			s.diag("missed %d records from producer %s (app %q) before seq %d", gap, safe(producer), safe(app), seq)
@@ -474,7 +550,74 @@ func (s *Sink) commit(ctx context.Context, ch *amqp.Channel, tag uint64) error {
 	if err := s.write(ctx); err != nil {
 		return err
 	}
+	if err := s.persist(); err != nil {
+		return err
+	}
 	return ch.Ack(tag, true)
+}
+
+// persist makes what was written durable before it is acknowledged, for
+// a durable queue: the outputs that can fsync do, once per commit, and the
+// dedupe state is saved, so that a record redelivered after a crash is
+// recognised.
+func (s *Sink) persist() error {
+	if s.opts.Queue == "" {
+		return nil
+	}
+	for _, o := range s.opts.Outputs {
+		if sy, ok := o.(interface{ Sync() error }); ok {
+			if err := sy.Sync(); err != nil {
+				return fmt.Errorf("fsync: %w", err)
+			}
+		}
+	}
+	if s.opts.StatePath == "" {
+		return nil
+	}
+	if err := s.tracker.save(s.opts.StatePath, s.sizes()); err != nil {
+		return fmt.Errorf("save state: %w", err)
+	}
+	return nil
+}
+
+// sizer is an output whose length the state records, and which a restart
+// cuts back to it: what was written after the last saved state is written
+// again when the broker redelivers it, so it must not stay twice.
+type sizer interface {
+	Size() (int64, error)
+	CutBack(size int64) (cut int64, err error)
+}
+
+func (s *Sink) sizes() []int64 {
+	sizes := make([]int64, len(s.opts.Outputs))
+	for i, o := range s.opts.Outputs {
+		sizes[i] = -1
+		if sz, ok := o.(sizer); ok {
+			if n, err := sz.Size(); err == nil {
+				sizes[i] = n
+			}
+		}
+	}
+	return sizes
+}
+
+// restore cuts each file back to the length the state recorded, after a
+// crash between writing records and saving the state that says so.
+func restore(o *Options, sizes []int64) error {
+	for i, out := range o.Outputs {
+		sz, ok := out.(sizer)
+		if !ok || i >= len(sizes) || sizes[i] < 0 {
+			continue
+		}
+		cut, err := sz.CutBack(sizes[i])
+		if err != nil {
+			return err
+		}
+		if cut > 0 {
+			fmt.Fprintf(o.Diag, "%s %s: cut back %d bytes written after the last saved state; the broker redelivers them\n", time.Now().Format(time.DateTime), o.Name, cut)
+		}
+	}
+	return nil
 }
 
 // write writes the batch to every output, retrying an output that fails

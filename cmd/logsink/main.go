@@ -42,11 +42,12 @@ func exitCode(err error, stderr io.Writer) int { return cli.ExitCode("logsink", 
 
 const usage = `Usage: logsink [flags]
 
-Binds a fresh exclusive queue to the exchange and writes every record to the
-screen (text on standard error by default) or, with -file, to a file of one
-JSON object per line, rotated by size. SIGHUP reopens the file, SIGUSR1
-prints statistics, SIGINT or SIGTERM stop after acknowledging what was
-written.
+Binds a fresh exclusive queue to the exchange (or, with -queue, a durable
+quorum queue that keeps records while no sink runs) and writes every record
+to the screen (text on standard error by default) or, with -file, to a file
+of one JSON object per line, rotated by size. SIGHUP reopens the file,
+SIGUSR1 prints statistics, SIGINT or SIGTERM stop after acknowledging what
+was written.
 
 Flags:
 `
@@ -62,7 +63,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, signals <
 	if err != nil {
 		return cli.Usage(err)
 	}
-	s, err := sink.New(&sink.Options{URL: cfg.url, Exchange: cfg.exchange, Outputs: outputs, Level: cfg.level, Prefetch: cfg.prefetch, Diag: stderr})
+	s, err := sink.New(cfg.sinkOptions(outputs, stderr))
 	if err != nil {
 		for _, o := range outputs {
 			o.Close()
@@ -80,6 +81,18 @@ type config struct {
 	fileMode                     os.FileMode
 	level                        slog.Leveler
 	prefetch                     int
+	queue                        string
+	queueMaxBytes                int64
+	singleActive, durable        bool
+}
+
+func (c config) sinkOptions(outputs []sink.Output, diag io.Writer) *sink.Options {
+	o := &sink.Options{URL: c.url, Exchange: c.exchange, Durable: c.durable, Outputs: outputs, Level: c.level, Prefetch: c.prefetch, Diag: diag,
+		Queue: c.queue, QueueMaxBytes: c.queueMaxBytes, SingleActive: c.singleActive}
+	if c.queue != "" && c.file != "" {
+		o.StatePath = c.file + ".state" // beside the file it describes
+	}
+	return o
 }
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
@@ -100,6 +113,10 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.format, "format", sink.FormatText, "screen `format`: text or json")
 	level := fs.String("level", "", "drop records below this `level`: debug, info, warn, error (default: keep all)")
 	fs.IntVar(&c.prefetch, "prefetch", 1000, "unacknowledged `records` the broker may send ahead")
+	fs.StringVar(&c.queue, "queue", "", "consume the durable quorum queue `NAME`, shared by every sink that names it, instead of an exclusive one")
+	fs.Int64Var(&c.queueMaxBytes, "queue-max-bytes", 1<<30, "with -queue: past this many `bytes` the broker drops the oldest records")
+	fs.BoolVar(&c.singleActive, "single-active", false, "with -queue: one sink active at a time, the others on standby")
+	fs.BoolVar(&c.durable, "durable-exchange", false, "declare the exchange durable, as producers with Durable: true do")
 
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -116,8 +133,11 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	if c.format != sink.FormatText && c.format != sink.FormatJSON {
 		return c, cli.Usage(fmt.Errorf("invalid -format %q: want text or json", c.format))
 	}
-	if c.maxSize <= 0 || c.maxBackups < 0 || c.maxAge < 0 || c.prefetch <= 0 {
-		return c, cli.Usage(errors.New("-max-size and -prefetch must be positive, -max-backups and -max-age not negative"))
+	if c.singleActive && c.queue == "" {
+		return c, cli.Usage(errors.New("-single-active needs -queue"))
+	}
+	if c.maxSize <= 0 || c.maxBackups < 0 || c.maxAge < 0 || c.prefetch <= 0 || c.queueMaxBytes <= 0 {
+		return c, cli.Usage(errors.New("-max-size, -prefetch and -queue-max-bytes must be positive, -max-backups and -max-age not negative"))
 	}
 	mode, err := strconv.ParseUint(*fileMode, 8, 32)
 	if err != nil || mode > 0o777 || mode == 0 {

@@ -256,7 +256,7 @@ func Classify(err error) error {
 		}
 		return &RefusedError{Cause: "access refused: the user lacks permission", Err: err}
 	case amqp.PreconditionFailed:
-		return &RefusedError{Cause: "precondition failed: the exchange exists with another kind or durability", Err: err}
+		return &RefusedError{Cause: "precondition failed: it exists with other settings (an exchange's kind or durability, a queue's type or arguments)", Err: err}
 	case amqp.NotAllowed:
 		return &RefusedError{Cause: "not allowed: does the virtual host exist and may the user use it?", Err: err}
 	}
