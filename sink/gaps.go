@@ -33,7 +33,8 @@ type tracker struct {
 // with the span of seqs seen, up to its window: a short-lived producer,
 // such as one run of emitlog, costs a few bytes, not the whole window.
 type producer struct {
-	base   uint64   // first seq heard: the count starts there
+	base   uint64   // first seq heard: the count of missing records starts there
+	low    uint64   // lowest seq heard: resends from before base are tracked too
 	max    uint64   // highest seq seen
 	window uint64   // how far back the producer may resend
 	seen   []uint64 // bit s%bits of the last bits seqs; len is a power of two
@@ -58,7 +59,7 @@ func (t *tracker) observe(id string, seq, window uint64) (dup bool, gap uint64) 
 		}
 		// The first record heard from a producer starts its count: a sink
 		// started late has not missed what came before.
-		p = &producer{base: seq, max: seq, seen: make([]uint64, 1)}
+		p = &producer{base: seq, low: seq, max: seq, seen: make([]uint64, 1)}
 		t.producers[id] = p
 	}
 	p.used = t.clock
@@ -69,7 +70,7 @@ func (t *tracker) observe(id string, seq, window uint64) (dup bool, gap uint64) 
 	switch {
 	case seq > p.max:
 		n := seq - p.max - 1
-		p.grow(seq - p.base + 1)
+		p.grow(seq - p.low + 1)
 		if n >= p.bits() {
 			clear(p.seen)
 		} else {
@@ -82,13 +83,23 @@ func (t *tracker) observe(id string, seq, window uint64) (dup bool, gap uint64) 
 		p.missing += n
 		t.missing += n
 		return false, n
-	case p.max-seq >= p.bits() || seq < p.base:
-		return false, 0 // too old to tell, or before the count began: write it
+	case p.max-seq >= p.window:
+		return false, 0 // too old to tell: write it
+	case seq < p.low:
+		// A resend from before the first record heard (a sink started while
+		// the producer had records unconfirmed): new, and remembered, so
+		// that the next resend of it is a duplicate.
+		p.low = seq
+		p.grow(p.max - p.low + 1)
+		p.set(seq)
+		return false, 0
+	case p.max-seq >= p.bits():
+		return false, 0 // not reached: the bitmap covers low..max within the window
 	case p.has(seq):
 		return true, 0
 	default:
 		p.set(seq)
-		if p.missing > 0 {
+		if seq > p.base && p.missing > 0 {
 			p.missing--
 			t.missing--
 		}
@@ -123,7 +134,7 @@ func (p *producer) grow(span uint64) {
 	}
 	old := *p
 	p.seen = make([]uint64, words)
-	for s := p.max; s >= p.base && p.max-s < old.bits(); s-- {
+	for s := p.max; s >= p.low && p.max-s < old.bits(); s-- {
 		if old.has(s) {
 			p.set(s)
 		}
@@ -143,19 +154,21 @@ func (p *producer) has(s uint64) bool     { return *p.word(s)&(1<<(s%64)) != 0 }
 type trackerState struct {
 	Producers map[string]producerState
 	Sizes     []int64
+	// Offset is the stream offset of the last record written, or -1.
+	Offset int64
 }
 
 type producerState struct {
-	Base, Max, Window, Missing uint64
-	Seen                       []uint64
+	Base, Low, Max, Window, Missing uint64
+	Seen                            []uint64
 }
 
 // save writes the tracker to path atomically (a temporary file, fsynced,
 // renamed over it), so that a crash leaves the old state or the new.
-func (t *tracker) save(path string, sizes []int64) error {
-	st := trackerState{Producers: make(map[string]producerState, len(t.producers)), Sizes: sizes}
+func (t *tracker) save(path string, sizes []int64, offset int64) error {
+	st := trackerState{Producers: make(map[string]producerState, len(t.producers)), Sizes: sizes, Offset: offset}
 	for id, p := range t.producers {
-		st.Producers[id] = producerState{Base: p.base, Max: p.max, Window: p.window, Missing: p.missing, Seen: p.seen}
+		st.Producers[id] = producerState{Base: p.base, Low: p.low, Max: p.max, Window: p.window, Missing: p.missing, Seen: p.seen}
 	}
 	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".*")
 	if err != nil {
@@ -177,27 +190,27 @@ func (t *tracker) save(path string, sizes []int64) error {
 }
 
 // loadTracker reads what save wrote; a missing file is a new tracker.
-func loadTracker(path string) (*tracker, []int64, error) {
+func loadTracker(path string) (*tracker, trackerState, error) {
 	t := newTracker()
+	st := trackerState{Offset: -1}
 	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return t, nil, nil
+		return t, st, nil
 	}
 	if err != nil {
-		return nil, nil, err
+		return nil, st, err
 	}
 	defer f.Close()
-	var st trackerState
 	if err := gob.NewDecoder(f).Decode(&st); err != nil {
-		return nil, nil, err
+		return nil, st, err
 	}
 	for id, ps := range st.Producers {
 		words := len(ps.Seen)
 		if words == 0 || words&(words-1) != 0 || uint64(words)*64 > maxWindow {
-			return nil, nil, errors.New("corrupt: producer " + id + " has a bitmap of a bad size")
+			return nil, st, errors.New("corrupt: producer " + id + " has a bitmap of a bad size")
 		}
-		t.producers[id] = &producer{base: ps.Base, max: ps.Max, window: ps.Window, missing: ps.Missing, seen: ps.Seen}
+		t.producers[id] = &producer{base: ps.Base, low: ps.Low, max: ps.Max, window: ps.Window, missing: ps.Missing, seen: ps.Seen}
 		t.missing += ps.Missing
 	}
-	return t, st.Sizes, nil
+	return t, st, nil
 }

@@ -126,3 +126,36 @@ func TestQueueWithOtherArgumentsRefused(t *testing.T) {
 		t.Errorf("diagnostics: %s", line)
 	}
 }
+
+// gate is an output whose writes wait until it opens: a sink that falls
+// behind.
+type gate struct {
+	memOutput
+	open chan struct{}
+}
+
+func (g *gate) Write(r *Record) error {
+	<-g.open
+	return g.memOutput.Write(r)
+}
+
+// TestDropHeadGapCountedExactly: a sink that falls behind its bounded
+// queue loses the oldest records to drop-head, and counts exactly those as
+// missed (with one active sink, gaps are its own).
+func TestDropHeadGapCountedExactly(t *testing.T) {
+	url := brokertest.URL(t)
+	ex, queue := brokertest.Name("test-drophead"), durableQueue(t)
+	g := &gate{open: make(chan struct{})}
+	s, _, _ := start(t, Options{URL: url, Exchange: ex, Queue: queue, SingleActive: true, QueueMaxBytes: 20000, Prefetch: 10, Outputs: []Output{g}})
+	h := newProducer(t, url, ex)
+	const n = 1000 // about 100 KB: five times the bound
+	for i := range n {
+		slog.New(h).Info("overflowing", "i", i)
+	}
+	closeHandler(t, h)
+	close(g.open)
+	waitFor(t, "the last record", func() bool { st := s.Stats(); return st.Written+st.Missed == n })
+	if st := s.Stats(); st.Missed == 0 || st.Duplicates != 0 {
+		t.Errorf("stats %v: want drop-head's records counted as missed", st)
+	}
+}

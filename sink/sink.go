@@ -18,6 +18,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -61,6 +62,20 @@ type Options struct {
 	// consumer, the others standing by (x-single-active-consumer): one
 	// ordered file, with failover. Default: false.
 	SingleActive bool
+	// Stream, when set, is a RabbitMQ stream to read (x-queue-type
+	// stream): it keeps records for StreamMaxAge and StreamMaxBytes, and
+	// any number of sinks read it independently, each from where it
+	// chooses. Default: "".
+	Stream string
+	// StreamFrom is where a stream reader starts: "first", "last", "next",
+	// a time (RFC 3339), a duration back from now ("1h"), or an offset.
+	// A file sink with a StatePath resumes after the last record it wrote
+	// instead. Default: "next".
+	StreamFrom string
+	// StreamMaxAge is how long the stream keeps records. Default: 7 days.
+	StreamMaxAge time.Duration
+	// StreamMaxBytes bounds the stream's size on disk. Default: 10 GiB.
+	StreamMaxBytes int64
 	// StatePath, when set, is where the sink keeps what it must remember
 	// across restarts: the producers' recent seqs, so that a record
 	// redelivered after a crash is not written twice. Written after every
@@ -135,6 +150,8 @@ type Sink struct {
 	diagMu   sync.Mutex
 	batch    []Record
 	taken    []int // per output: records of batch it has taken
+	from     any   // the stream offset to start from
+	offset   int64 // stream offset of the last record received, or -1
 
 	received, written, malformed, duplicates, filtered, missed, reconnects atomic.Uint64
 }
@@ -172,16 +189,32 @@ func New(opts *Options) (*Sink, error) {
 	if o.QueueMaxBytes <= 0 {
 		o.QueueMaxBytes = 1 << 30
 	}
+	if o.StreamMaxAge <= 0 {
+		o.StreamMaxAge = 7 * 24 * time.Hour
+	}
+	if o.StreamMaxBytes <= 0 {
+		o.StreamMaxBytes = 10 << 30
+	}
 	if o.SingleActive && o.Queue == "" {
 		return nil, errors.New("sink: SingleActive needs a Queue")
 	}
+	from, err := streamOffset(o.StreamFrom, time.Now())
+	if err != nil {
+		return nil, fmt.Errorf("sink: %w", err)
+	}
+	if o.Queue != "" && o.Stream != "" {
+		return nil, errors.New("sink: Queue and Stream exclude each other")
+	}
 	tr := newTracker()
 	if o.StatePath != "" {
-		loaded, sizes, err := loadTracker(o.StatePath)
+		loaded, st, err := loadTracker(o.StatePath)
 		if err != nil {
 			return nil, fmt.Errorf("sink: state %s: %w (remove it to start afresh)", o.StatePath, err)
 		}
-		if err := restore(&o, sizes); err != nil {
+		if o.Stream != "" && st.Offset >= 0 {
+			from = st.Offset + 1 // resume after the last record written
+		}
+		if err := restore(&o, st.Sizes); err != nil {
 			return nil, fmt.Errorf("sink: state %s: %w", o.StatePath, err)
 		}
 		tr = loaded
@@ -190,6 +223,8 @@ func New(opts *Options) (*Sink, error) {
 		opts:     o,
 		exchange: o.endpoint().ExchangeDecl(),
 		tracker:  tr,
+		from:     from,
+		offset:   -1,
 		taken:    make([]int, len(o.Outputs)),
 	}, nil
 }
@@ -331,11 +366,40 @@ func (s *Sink) subscribe(conn *amqpconn.Conn) (*amqp.Channel, string, <-chan amq
 	if err := ch.Qos(s.opts.Prefetch, 0, false); err != nil {
 		return nil, "", nil, err
 	}
-	deliveries, err := ch.Consume(q.Name, consumerTag, false, s.opts.Queue == "", false, false, nil)
+	var args amqp.Table
+	if s.opts.Stream != "" {
+		from := s.from
+		if s.offset >= 0 {
+			from = s.offset + 1 // after a reconnect: where this session left off
+		}
+		args = amqp.Table{"x-stream-offset": from}
+	}
+	live := s.opts.Queue == "" && s.opts.Stream == ""
+	deliveries, err := ch.Consume(q.Name, consumerTag, false, live, false, false, args)
 	if err != nil {
 		return nil, "", nil, fmt.Errorf("consume: %w", err)
 	}
 	return ch, q.Name, deliveries, nil
+}
+
+// streamOffset turns StreamFrom into the x-stream-offset argument.
+func streamOffset(from string, now time.Time) (any, error) {
+	switch from {
+	case "", "next":
+		return "next", nil
+	case "first", "last":
+		return from, nil
+	}
+	if n, err := strconv.ParseInt(from, 10, 64); err == nil && n >= 0 {
+		return n, nil
+	}
+	if t, err := time.Parse(time.RFC3339, from); err == nil {
+		return t, nil
+	}
+	if d, err := time.ParseDuration(from); err == nil && d > 0 {
+		return now.Add(-d), nil
+	}
+	return nil, fmt.Errorf("invalid stream start %q (want first, last, next, an RFC 3339 time, a duration such as 1h, or an offset)", from)
 }
 
 // deliveryLimit is how many times a quorum queue delivers a record before
@@ -347,6 +411,18 @@ const deliveryLimit = 10
 // Options.Queue, or, as the tutorial does, a fresh server-named queue
 // that the broker deletes with this connection.
 func (s *Sink) declareQueue(ch *amqp.Channel) (amqp.Queue, error) {
+	if s.opts.Stream != "" {
+		args := amqp.Table{
+			"x-queue-type":       "stream",
+			"x-max-age":          strconv.FormatInt(int64(s.opts.StreamMaxAge/time.Second), 10) + "s",
+			"x-max-length-bytes": s.opts.StreamMaxBytes,
+		}
+		q, err := ch.QueueDeclare(s.opts.Stream, true, false, false, false, args)
+		if err != nil {
+			return q, fmt.Errorf("declare stream %q (max age %v, max %d bytes): %w", s.opts.Stream, s.opts.StreamMaxAge, s.opts.StreamMaxBytes, amqpconn.Classify(err))
+		}
+		return q, nil
+	}
 	if s.opts.Queue == "" {
 		q, err := ch.QueueDeclare("", false, false, true, false, nil)
 		if err != nil {
@@ -495,6 +571,9 @@ func (s *Sink) receive(d *amqp.Delivery) {
 	if ts.IsZero() {
 		ts = time.Now()
 	}
+	if off, ok := d.Headers["x-stream-offset"].(int64); ok {
+		s.offset = off
+	}
 	meta := wire.ParseHeaders(d.Headers)
 	src := source{producer: meta.Producer, window: meta.Window, app: d.AppId, ts: ts}
 	for seq, body := range wire.Records(d.Body, d.ContentType, meta.Seq) {
@@ -561,7 +640,7 @@ func (s *Sink) commit(ctx context.Context, ch *amqp.Channel, tag uint64) error {
 // dedupe state is saved, so that a record redelivered after a crash is
 // recognised.
 func (s *Sink) persist() error {
-	if s.opts.Queue == "" {
+	if s.opts.Queue == "" && s.opts.Stream == "" {
 		return nil
 	}
 	for _, o := range s.opts.Outputs {
@@ -574,7 +653,7 @@ func (s *Sink) persist() error {
 	if s.opts.StatePath == "" {
 		return nil
 	}
-	if err := s.tracker.save(s.opts.StatePath, s.sizes()); err != nil {
+	if err := s.tracker.save(s.opts.StatePath, s.sizes(), s.offset); err != nil {
 		return fmt.Errorf("save state: %w", err)
 	}
 	return nil

@@ -21,7 +21,9 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
+	"time"
 
 	"github.com/logfan/logfan/internal/amqpconn"
 	"github.com/logfan/logfan/internal/cli"
@@ -84,12 +86,16 @@ type config struct {
 	queue                        string
 	queueMaxBytes                int64
 	singleActive, durable        bool
+	stream, from                 string
+	retention                    time.Duration
+	streamMaxBytes               int64
 }
 
 func (c config) sinkOptions(outputs []sink.Output, diag io.Writer) *sink.Options {
 	o := &sink.Options{URL: c.url, Exchange: c.exchange, Durable: c.durable, Outputs: outputs, Level: c.level, Prefetch: c.prefetch, Diag: diag,
-		Queue: c.queue, QueueMaxBytes: c.queueMaxBytes, SingleActive: c.singleActive}
-	if c.queue != "" && c.file != "" {
+		Queue: c.queue, QueueMaxBytes: c.queueMaxBytes, SingleActive: c.singleActive,
+		Stream: c.stream, StreamFrom: c.from, StreamMaxAge: c.retention, StreamMaxBytes: c.streamMaxBytes}
+	if (c.queue != "" || c.stream != "") && c.file != "" {
 		o.StatePath = c.file + ".state" // beside the file it describes
 	}
 	return o
@@ -117,6 +123,10 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.Int64Var(&c.queueMaxBytes, "queue-max-bytes", 1<<30, "with -queue: past this many `bytes` the broker drops the oldest records")
 	fs.BoolVar(&c.singleActive, "single-active", false, "with -queue: one sink active at a time, the others on standby")
 	fs.BoolVar(&c.durable, "durable-exchange", false, "declare the exchange durable, as producers with Durable: true do")
+	fs.StringVar(&c.stream, "stream", "", "read the RabbitMQ stream `NAME`, which keeps history for any number of readers")
+	fs.StringVar(&c.from, "from", "next", "with -stream: start at `first`, last, next, an RFC 3339 time, a duration back (1h) or an offset; a -file sink resumes where it stopped")
+	retention := fs.String("retention", "7d", "with -stream: keep records this `long` (a duration; d for days)")
+	fs.Int64Var(&c.streamMaxBytes, "stream-max-bytes", 10<<30, "with -stream: keep at most this many `bytes`")
 
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -136,8 +146,16 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	if c.singleActive && c.queue == "" {
 		return c, cli.Usage(errors.New("-single-active needs -queue"))
 	}
-	if c.maxSize <= 0 || c.maxBackups < 0 || c.maxAge < 0 || c.prefetch <= 0 || c.queueMaxBytes <= 0 {
-		return c, cli.Usage(errors.New("-max-size, -prefetch and -queue-max-bytes must be positive, -max-backups and -max-age not negative"))
+	if c.queue != "" && c.stream != "" {
+		return c, cli.Usage(errors.New("-queue and -stream exclude each other"))
+	}
+	retain, err := parseRetention(*retention)
+	if err != nil {
+		return c, cli.Usage(err)
+	}
+	c.retention = retain
+	if c.maxSize <= 0 || c.maxBackups < 0 || c.maxAge < 0 || c.prefetch <= 0 || c.queueMaxBytes <= 0 || c.streamMaxBytes <= 0 {
+		return c, cli.Usage(errors.New("-max-size, -prefetch, -queue-max-bytes and -stream-max-bytes must be positive, -max-backups and -max-age not negative"))
 	}
 	mode, err := strconv.ParseUint(*fileMode, 8, 32)
 	if err != nil || mode > 0o777 || mode == 0 {
@@ -152,6 +170,18 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		c.level = lv
 	}
 	return c, nil
+}
+
+// parseRetention parses a duration that may count days ("7d").
+func parseRetention(s string) (time.Duration, error) {
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		if n, err := strconv.Atoi(days); err == nil && n > 0 {
+			return time.Duration(n) * 24 * time.Hour, nil
+		}
+	} else if d, err := time.ParseDuration(s); err == nil && d >= time.Second {
+		return d, nil
+	}
+	return 0, fmt.Errorf("invalid -retention %q: want a duration of a second or more, such as 7d or 12h", s)
 }
 
 // outputs opens what c asks for: the screens, then the file.

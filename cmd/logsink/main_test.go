@@ -80,6 +80,8 @@ func TestBadUsageExitsTwoWithOneLine(t *testing.T) {
 	for _, args := range [][]string{
 		{"-bogus"}, {"-format", "xml"}, {"-level", "loud"}, {"-max-size", "0"}, {"extra"},
 		{"-url", "amqp://u:s3cret@h:bad/"}, {"-file", "/proc/nope/app.log"}, {"-file-mode", "rw"}, {"-file-mode", "01777"},
+		{"-single-active"}, {"-queue", "q", "-stream", "s"}, {"-stream", "s", "-from", "yesterday"},
+		{"-stream", "s", "-retention", "0d"}, {"-queue", "q", "-queue-max-bytes", "0"},
 	} {
 		var stderr bytes.Buffer
 		err := Run(context.Background(), args, io.Discard, &stderr, nil)
