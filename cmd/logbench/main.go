@@ -104,15 +104,22 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("(a') bare loop with properties: %w", err)
 	}
 	results = append(results, base, withProps)
+	durable := slogamqp.Options{Persistent: true}
+	durableBatch := slogamqp.Options{Persistent: true, Batch: &slogamqp.BatchOptions{}}
 	for _, sc := range []struct {
 		name string
 		opts slogamqp.Options
+		mode string // the sink's: "" (live), "queue" or "stream"
 	}{
-		{"(b) handler, confirms on", slogamqp.Options{}},
-		{"(c) handler, confirms off", slogamqp.Options{DisableConfirms: true}},
-		{"(d) handler, batch mode", slogamqp.Options{Batch: &slogamqp.BatchOptions{}}},
+		{"(b) handler, confirms on", slogamqp.Options{}, ""},
+		{"(c) handler, confirms off", slogamqp.Options{DisableConfirms: true}, ""},
+		{"(d) handler, batch mode", slogamqp.Options{Batch: &slogamqp.BatchOptions{}}, ""},
+		{"(q) -queue sink", durable, "queue"},
+		{"(q') -queue sink, batch", durableBatch, "queue"},
+		{"(s) -stream sink", durable, "stream"},
+		{"(s') -stream sink, batch", durableBatch, "stream"},
 	} {
-		r, err := endToEnd(ctx, u, dir, sc.name, sc.opts, *duration, *size)
+		r, err := endToEnd(ctx, u, dir, sc.name, sc.opts, sc.mode, *duration, *size)
 		if err != nil {
 			return fmt.Errorf("%s: %w", sc.name, err)
 		}
@@ -214,13 +221,16 @@ func bare(url string, d time.Duration, size int, props bool) (result, error) {
 // endToEnd logs records through a handler to a sink in a child process
 // that writes them to a file, and waits until every record is written or
 // counted dropped.
-func endToEnd(ctx context.Context, url, dir, name string, opts slogamqp.Options, d time.Duration, size int) (result, error) {
+func endToEnd(ctx context.Context, url, dir, name string, opts slogamqp.Options, mode string, d time.Duration, size int) (result, error) {
 	ex := fmt.Sprintf("logbench-%d", time.Now().UnixNano())
-	child, err := startSinkChild(ctx, url, ex, filepath.Join(dir, ex+".log"))
+	child, err := startSinkChild(ctx, url, ex, filepath.Join(dir, ex+".log"), mode)
 	if err != nil {
 		return result{}, err
 	}
 	defer child.stop()
+	if mode != "" {
+		defer deleteQueue(url, ex+"-"+mode)
+	}
 
 	opts.URL, opts.Exchange, opts.AppID = url, ex, "logbench"
 	opts.OnError = func(err error, _ time.Duration) { fmt.Fprintf(os.Stderr, "logbench: %v\n", err) }
@@ -288,12 +298,12 @@ type child struct {
 
 // startSinkChild starts this program as a sink child writing to path, and
 // returns once it is connected.
-func startSinkChild(ctx context.Context, url, exchange, path string) (*child, error) {
+func startSinkChild(ctx context.Context, url, exchange, path, mode string) (*child, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
-	c := &child{cmd: exec.CommandContext(ctx, self, "-sink-child", url, exchange, path), written: make(chan uint64, 1000), exited: make(chan struct{})}
+	c := &child{cmd: exec.CommandContext(ctx, self, "-sink-child", url, exchange, path, mode), written: make(chan uint64, 1000), exited: make(chan struct{})}
 	c.cmd.Env = os.Environ()
 	out, err := c.cmd.StdoutPipe()
 	if err != nil {
@@ -359,18 +369,37 @@ func (c *child) stop() {
 	}
 }
 
+// deleteQueue deletes a durable sink's queue or stream after its scenario.
+func deleteQueue(url, name string) {
+	conn, err := amqp.Dial(url)
+	if err != nil {
+		return
+	}
+	defer conn.Close()
+	if ch, err := conn.Channel(); err == nil {
+		ch.QueueDelete(name, false, false, false)
+	}
+}
+
 // sinkChild runs a sink writing to a file and prints how many records it
 // has written, every 20ms, starting with 0 once connected.
 func sinkChild(args []string) error {
-	if len(args) != 3 {
-		return cli.Usage(errors.New("-sink-child URL EXCHANGE FILE"))
+	if len(args) != 4 {
+		return cli.Usage(errors.New("-sink-child URL EXCHANGE FILE MODE"))
 	}
 	file, err := sink.NewFile(sink.FileOptions{Path: args[2], MaxSizeMB: 1 << 20})
 	if err != nil {
 		return err
 	}
 	connected := make(chan struct{}, 1)
-	s, err := sink.New(&sink.Options{URL: args[0], Exchange: args[1], Outputs: []sink.Output{file}, Diag: connWatch(connected)})
+	o := &sink.Options{URL: args[0], Exchange: args[1], Outputs: []sink.Output{file}, Diag: connWatch(connected)}
+	switch mode := args[3]; mode {
+	case "queue":
+		o.Queue, o.StatePath = args[1]+"-queue", args[2]+".state"
+	case "stream":
+		o.Stream, o.StreamFrom, o.StatePath = args[1]+"-stream", "first", args[2]+".state"
+	}
+	s, err := sink.New(o)
 	if err != nil {
 		return err
 	}

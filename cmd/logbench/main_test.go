@@ -27,7 +27,7 @@ func TestShortRun(t *testing.T) {
 	if err := Run(context.Background(), []string{"-url", url, "-duration", "300ms"}, &out, &errOut); err != nil {
 		t.Fatalf("Run: %v\n%s%s", err, out.String(), errOut.String())
 	}
-	for _, want := range []string{"(a) bare", "(a') bare", "(b) handler", "(c) handler", "(d) handler", "records/s"} {
+	for _, want := range []string{"(a) bare", "(a') bare", "(b) handler", "(c) handler", "(d) handler", "(q) -queue sink", "(s) -stream sink", "records/s"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())
 		}

@@ -13,15 +13,24 @@ import (
 	"github.com/logfan/logfan/internal/brokertest"
 )
 
-// TestKilledQueueSinkWritesEveryRecordOnce: a -queue file sink is killed
-// with SIGKILL while 10,000 records are published, and started again:
-// the file holds every record exactly once, on whole lines.
-func TestKilledQueueSinkWritesEveryRecordOnce(t *testing.T) {
+// TestKilledDurableSinkWritesEveryRecordOnce: a -queue or -stream file
+// sink is killed with SIGKILL while 10,000 records are published, and
+// started again: the file holds every record exactly once, on whole lines.
+func TestKilledDurableSinkWritesEveryRecordOnce(t *testing.T) {
+	for _, mode := range []string{"-queue", "-stream"} {
+		t.Run(mode, func(t *testing.T) { testKilledSink(t, mode) })
+	}
+}
+
+func testKilledSink(t *testing.T, mode string) {
 	url := brokertest.URL(t)
 	ex, queue := brokertest.Name("test-kill"), brokertest.Name("test-kill-q")
 	t.Cleanup(func() { brokertest.Channel(t).QueueDelete(queue, false, false, false) })
 	path := filepath.Join(t.TempDir(), "app.log")
-	args := []string{"-url", url, "-exchange", ex, "-queue", queue, "-file", path}
+	args := []string{"-url", url, "-exchange", ex, mode, queue, "-file", path}
+	if mode == "-stream" {
+		args = append(args, "-from", "first")
+	}
 	first, _, _ := startLogsink(t, args...)
 
 	const n = 10000

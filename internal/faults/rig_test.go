@@ -125,6 +125,10 @@ type rigOptions struct {
 	sinkBackoff         time.Duration // default 50ms
 	sinkPath            string        // default: a file in a temporary folder
 	noSink              bool
+	// sinkMode makes the sink durable: "queue" (a quorum queue of its
+	// own) or "stream" (a stream read from the first record), with its
+	// state beside its file. Default: "", the live exclusive queue.
+	sinkMode string
 }
 
 // rig is one handler, the durable queue that checks it, and one sink.
@@ -138,6 +142,8 @@ type rig struct {
 	errs            chan error
 	s               *sink.Sink
 	path            string
+	durable         string     // the durable sink's queue or stream
+	prior           sink.Stats // what the sinks stopped before r.s counted
 	sinkConns       chan struct{}
 	writeFails      chan struct{}
 	stopSink        func()
@@ -198,6 +204,13 @@ func newRig(t *testing.T, url string, o rigOptions) *rig {
 
 func (r *rig) startSink(o rigOptions) {
 	t := r.t
+	if r.s != nil {
+		r.stopSink()
+		ss := r.s.Stats()
+		r.prior.Written += ss.Written
+		r.prior.Duplicates += ss.Duplicates
+		r.prior.Reconnects += ss.Reconnects + 1
+	}
 	r.path = o.sinkPath
 	if r.path == "" {
 		r.path = filepath.Join(t.TempDir(), "app.log")
@@ -210,8 +223,21 @@ func (r *rig) startSink(o rigOptions) {
 	if backoff == 0 {
 		backoff = 50 * time.Millisecond
 	}
-	r.s, err = sink.New(&sink.Options{URL: o.sinkURL, Exchange: r.exchange, Durable: true, Outputs: []sink.Output{file},
-		MinBackoff: backoff, MaxBackoff: backoff, Heartbeat: o.handler.Heartbeat, Diag: diagWriter{r.trace, r.sinkConns, r.writeFails}})
+	so := &sink.Options{URL: o.sinkURL, Exchange: r.exchange, Durable: true, Outputs: []sink.Output{file},
+		MinBackoff: backoff, MaxBackoff: backoff, Heartbeat: o.handler.Heartbeat, Diag: diagWriter{r.trace, r.sinkConns, r.writeFails}}
+	if o.sinkMode != "" {
+		if r.durable == "" {
+			r.durable = brokertest.Name("faults-durable")
+			t.Cleanup(func() { brokertest.Channel(t).QueueDelete(r.durable, false, false, false) })
+		}
+		so.StatePath = r.path + ".state"
+		if o.sinkMode == "queue" {
+			so.Queue = r.durable
+		} else {
+			so.Stream, so.StreamFrom = r.durable, "first"
+		}
+	}
+	r.s, err = sink.New(so)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -324,10 +350,10 @@ func (r *rig) finish(fault string) figures {
 	if r.s != nil {
 		// The sink's promise: each record is written once or counted.
 		n := uint64(len(inQueue)) + st.DropReports
-		waitFor(t, "the sink's last record", func() bool { ss := r.s.Stats(); return ss.Written+ss.Missed >= n })
+		waitFor(t, "the sink's last record", func() bool { ss := r.sinkStats(); return ss.Written+ss.Missed >= n })
 		r.stopSink()
 		written := r.written()
-		ss := r.s.Stats()
+		ss := r.sinkStats()
 		if uint64(written)+ss.Missed != n {
 			t.Errorf("sink wrote %d and missed %d, of %d records (stats %v)", written, ss.Missed, n, ss)
 		}
@@ -338,6 +364,16 @@ func (r *rig) finish(fault string) figures {
 	allFigs = append(allFigs, f)
 	figMu.Unlock()
 	return f
+}
+
+// sinkStats are the sink's counters, with what the sinks before it, in
+// this rig, wrote and dropped as duplicates.
+func (r *rig) sinkStats() sink.Stats {
+	ss := r.s.Stats()
+	ss.Written += r.prior.Written
+	ss.Duplicates += r.prior.Duplicates
+	ss.Reconnects += r.prior.Reconnects
+	return ss
 }
 
 // untilSinkSees logs more records until the sink has accounted for every
@@ -356,7 +392,7 @@ func (r *rig) untilSinkSees() {
 		st := r.h.Stats()
 		deadline := time.Now().Add(5 * time.Second)
 		for time.Now().Before(deadline) {
-			if ss := r.s.Stats(); ss.Written+ss.Missed >= st.Confirmed+st.DropReports {
+			if ss := r.sinkStats(); ss.Written+ss.Missed >= st.Confirmed+st.DropReports {
 				return
 			}
 			time.Sleep(10 * time.Millisecond)
