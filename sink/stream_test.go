@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/logfan/logfan/internal/brokertest"
 )
@@ -84,6 +85,28 @@ func TestStreamFileSinkResumes(t *testing.T) {
 	for i, l := range lines {
 		if want := `"msg":"r` + strconv.Itoa(i) + `"`; !strings.Contains(l, want) {
 			t.Fatalf("line %d is %s, want %s", i, l, want)
+		}
+	}
+}
+
+func TestStreamOffsetForms(t *testing.T) {
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		from string
+		want any
+	}{
+		{"", "next"}, {"next", "next"}, {"first", "first"}, {"last", "last"},
+		{"42", int64(42)}, {"2026-12-01T10:00:00Z", time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)},
+		{"90m", now.Add(-90 * time.Minute)},
+	} {
+		got, err := streamOffset(tc.from, now)
+		if err != nil || got != tc.want {
+			t.Errorf("streamOffset(%q) = %v, %v; want %v", tc.from, got, err, tc.want)
+		}
+	}
+	for _, bad := range []string{"yesterday", "-5", "-1h", "0s"} {
+		if _, err := streamOffset(bad, now); err == nil || !strings.Contains(err.Error(), "want first, last, next") {
+			t.Errorf("streamOffset(%q): %v", bad, err)
 		}
 	}
 }

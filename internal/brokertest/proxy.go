@@ -18,6 +18,7 @@ type Proxy struct {
 	open    chan struct{} // closed while bytes flow
 	refuse  bool
 	accepts int
+	cuts    int // Cut calls so far: a connection accepted before one is cut too
 	wg      sync.WaitGroup
 }
 
@@ -59,7 +60,7 @@ func (p *Proxy) accept() {
 			return
 		}
 		p.mu.Lock()
-		refuse := p.refuse
+		refuse, cuts := p.refuse, p.cuts
 		if !refuse {
 			p.accepts++
 		}
@@ -74,6 +75,14 @@ func (p *Proxy) accept() {
 			continue
 		}
 		p.mu.Lock()
+		// A Cut while this connection was being set up cuts it too, as a
+		// network failure would: nothing slips through half-made.
+		if p.cuts != cuts {
+			p.mu.Unlock()
+			c.Close()
+			up.Close()
+			continue
+		}
 		p.conns[c], p.conns[up] = struct{}{}, struct{}{}
 		p.mu.Unlock()
 		p.wg.Add(2)
@@ -109,6 +118,7 @@ func (p *Proxy) pipe(dst, src net.Conn) {
 func (p *Proxy) Cut() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.cuts++
 	for c := range p.conns {
 		c.Close()
 		delete(p.conns, c)
