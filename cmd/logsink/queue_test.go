@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -61,21 +60,7 @@ func testKilledSink(t *testing.T, mode string) {
 	if err := second.Wait(); err != nil {
 		t.Fatalf("logsink: %v\n%s", err, stderr.String())
 	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	seen := map[string]bool{}
-	for i, line := range strings.Split(strings.TrimSuffix(string(b), "\n"), "\n") {
-		var m struct{ Msg string }
-		if err := json.Unmarshal([]byte(line), &m); err != nil {
-			t.Fatalf("line %d is not a record: %q", i, line)
-		}
-		if seen[m.Msg] {
-			t.Fatalf("%q written twice", m.Msg)
-		}
-		seen[m.Msg] = true
-	}
+	seen := recordsOnce(t, path)
 	if len(seen) != n {
 		t.Errorf("%d distinct records in the file, want %d; second sink:\n%s", len(seen), n, stderr.String())
 	}

@@ -58,23 +58,30 @@ func TestFileSizeLimitTearsNoLine(t *testing.T) {
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("logsink: %v\n%s", err, stderr.String())
 	}
+	seen := recordsOnce(t, path)
+	if len(seen) != n || !strings.Contains(stderr.String(), "written=2000") || !strings.Contains(stderr.String(), "torn=0") {
+		t.Errorf("%d distinct records in the file, want %d; stderr:\n%s", len(seen), n, stderr.String())
+	}
+}
+
+// recordsOnce reads a sink's file and returns the messages in it, failing
+// the test on a line that is not a whole record or a record written twice.
+func recordsOnce(t *testing.T, path string) map[string]bool {
+	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	seen := map[string]bool{}
 	for i, line := range strings.Split(strings.TrimSuffix(string(b), "\n"), "\n") {
-		var m map[string]any
+		var m struct{ Msg string }
 		if err := json.Unmarshal([]byte(line), &m); err != nil {
 			t.Fatalf("line %d is torn: %q", i, line)
 		}
-		msg, _ := m["msg"].(string)
-		if seen[msg] {
-			t.Fatalf("line %d: %q written twice", i, msg)
+		if seen[m.Msg] {
+			t.Fatalf("line %d: %q written twice", i, m.Msg)
 		}
-		seen[msg] = true
+		seen[m.Msg] = true
 	}
-	if len(seen) != n || !strings.Contains(stderr.String(), "written=2000") || !strings.Contains(stderr.String(), "torn=0") {
-		t.Errorf("%d distinct records in the file, want %d; stderr:\n%s", len(seen), n, stderr.String())
-	}
+	return seen
 }
