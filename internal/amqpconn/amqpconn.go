@@ -77,7 +77,11 @@ func plainError(err error) error {
 // even while a write on it is blocked.
 type Conn struct {
 	*amqp.Connection
-	sock net.Conn
+	// Broker is the URL connected to, its password hidden.
+	Broker string
+	// Failover says whether the connection before was to another broker.
+	Failover bool
+	sock     net.Conn
 }
 
 // Abort closes the socket at once, without the AMQP closing handshake.
@@ -138,7 +142,7 @@ func Dial(ctx context.Context, cfg Config) (*Conn, error) {
 		}
 		return nil, RedactError(err, cfg.URL)
 	}
-	return &Conn{Connection: c, sock: sock}, nil
+	return &Conn{Connection: c, Broker: Redact(cfg.URL), sock: sock}, nil
 }
 
 // Blocking is the broker's latest word on whether it blocks the connection

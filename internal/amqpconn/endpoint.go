@@ -3,6 +3,7 @@ package amqpconn
 import (
 	"crypto/tls"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -10,7 +11,8 @@ import (
 // how to reach it, and which exchange. Both Options types map their fields
 // onto it, and WithDefaults is the one place their defaults are set.
 type Endpoint struct {
-	URL          string // default $AMQP_URL, else DefaultURL
+	URL          string   // one URL or a comma-separated list; default $AMQP_URL, else DefaultURL
+	URLs         []string // several brokers; when set, URL is ignored
 	TLS          *tls.Config
 	Name         string // connection name
 	Exchange     string // default "logs"
@@ -25,7 +27,14 @@ type Endpoint struct {
 // WithDefaults returns e with every zero field set to its default, or an
 // error naming what is invalid, never showing the password.
 func (e Endpoint) WithDefaults() (Endpoint, error) {
-	e.URL = URLFromEnv(e.URL)
+	if len(e.URLs) == 0 {
+		e.URLs = SplitURLs(URLFromEnv(e.URL))
+	}
+	e.URLs = slices.Clone(e.URLs)
+	e.URL = JoinURLs(e.URLs)
+	if err := ValidateURLs(e.URLs); err != nil {
+		return e, err
+	}
 	if e.Exchange == "" {
 		e.Exchange = "logs"
 	}
@@ -39,16 +48,17 @@ func (e Endpoint) WithDefaults() (Endpoint, error) {
 	e.WriteTimeout = orDefault(e.WriteTimeout, 10*time.Second)
 	e.MinBackoff = orDefault(e.MinBackoff, 100*time.Millisecond)
 	e.MaxBackoff = max(orDefault(e.MaxBackoff, 30*time.Second), e.MinBackoff)
-	return e, e.Config().Validate()
+	return e, nil
 }
 
-// Config is how to dial the endpoint.
-func (e Endpoint) Config() Config {
-	return Config{URL: e.URL, TLS: e.TLS, Name: e.Name, Heartbeat: e.Heartbeat, WriteTimeout: e.WriteTimeout}
+// Loop is the endpoint's reconnect loop, over its brokers in turn.
+func (e Endpoint) Loop() Loop {
+	return Loop{
+		Config:  Config{TLS: e.TLS, Name: e.Name, Heartbeat: e.Heartbeat, WriteTimeout: e.WriteTimeout},
+		URLs:    e.URLs,
+		Backoff: Backoff{Initial: e.MinBackoff, Max: e.MaxBackoff},
+	}
 }
-
-// Backoff is the endpoint's reconnect backoff.
-func (e Endpoint) Backoff() Backoff { return Backoff{Initial: e.MinBackoff, Max: e.MaxBackoff} }
 
 // ExchangeDecl is the endpoint's exchange, as both sides declare it.
 func (e Endpoint) ExchangeDecl() Exchange {

@@ -3,6 +3,8 @@ package amqpconn
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math/rand/v2"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -45,11 +47,14 @@ type Session func(ctx context.Context, conn *Conn, ready func()) error
 
 // Loop is a reconnect loop: what Run needs besides the context.
 type Loop struct {
-	Config  Config
+	Config Config
+	// URLs are the brokers, tried in turn from a random one (so that many
+	// clients spread over a cluster's nodes). Empty means Config.URL.
+	URLs    []string
 	Backoff Backoff
 	Session Session
-	// Report is told of every failure, with the wait before the next
-	// attempt.
+	// Report is told of every failure, naming the broker, with the wait
+	// before the next attempt: none while a round over the brokers goes on.
 	Report func(err error, retryIn time.Duration)
 	// Finished, when not nil, is asked between attempts, and whenever Wake
 	// fires during a wait, whether there is nothing left to do: then Run
@@ -58,30 +63,45 @@ type Loop struct {
 	Wake     <-chan struct{}
 }
 
-// Run connects, runs the session, and after every failure waits with
-// jittered exponential backoff before connecting again, until ctx is done
-// or the loop is finished. A refusal that retrying cannot fix waits the
-// maximum interval, never less, so a misconfigured client does not hammer
-// the broker. The backoff starts again from its first wait only after a
-// session that was ready and lasted healthyAfter.
+// Run connects, runs the session, and after every failure connects to the
+// next broker, until ctx is done or the loop is finished. The backoff is per
+// round over the brokers: a failure waits, with jittered exponential
+// backoff, only once every broker has failed since the last healthy session,
+// so a failover is immediate and a cluster that is wholly down is not
+// hammered. A refusal that retrying cannot fix waits the maximum interval,
+// never less, so a misconfigured client does not hammer the broker. The
+// backoff starts again from its first wait only after a session that was
+// ready and lasted healthyAfter.
 func (l Loop) Run(ctx context.Context) {
+	urls := l.URLs
+	if len(urls) == 0 {
+		urls = []string{l.Config.URL}
+	}
 	eb := l.Backoff.new()
+	next, failed := rand.IntN(len(urls)), 0
+	last := "" // the broker of the last connection
 	for ctx.Err() == nil && !l.finished() {
+		cfg := l.Config
+		cfg.URL, next = urls[next], (next+1)%len(urls)
 		start := time.Now()
 		ready := false
-		err := attempt(ctx, l.Config, l.Session, func() { ready = true })
+		err := attempt(ctx, cfg, l.Session, &last, func() { ready = true })
 		if ctx.Err() != nil || errors.Is(err, ErrDone) {
 			return
 		}
 		if ready && time.Since(start) >= healthyAfter {
 			eb.Reset()
+			failed = 0
 		}
-		wait := eb.NextBackOff()
+		var wait time.Duration
+		if failed++; failed >= len(urls) || IsRefused(err) {
+			wait, failed = eb.NextBackOff(), 0
+		}
 		if IsRefused(err) {
 			wait = eb.MaxInterval
 		}
-		l.Report(err, wait)
-		if !l.sleep(ctx, wait) {
+		l.Report(fmt.Errorf("%s: %w", Redact(cfg.URL), err), wait)
+		if wait > 0 && !l.sleep(ctx, wait) {
 			return
 		}
 	}
@@ -109,11 +129,15 @@ func (l Loop) sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-func attempt(ctx context.Context, cfg Config, session Session, ready func()) error {
+// attempt runs one session on a connection to cfg.URL; last is the URL of
+// the connection before, which it updates.
+func attempt(ctx context.Context, cfg Config, session Session, last *string, ready func()) error {
 	conn, err := Dial(ctx, cfg)
 	if err != nil {
 		return Classify(err)
 	}
+	conn.Failover = *last != "" && *last != cfg.URL
+	*last = cfg.URL
 	// Closing the socket is the one way to end a write blocked by a broker
 	// that stopped reading.
 	stop := context.AfterFunc(ctx, conn.Abort)

@@ -3,16 +3,27 @@ package amqpconn
 import (
 	"errors"
 	neturl "net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 )
 
 // Redact returns url with its password replaced by "***", so that it can be
-// shown: amqp://guest:guest@host/ becomes amqp://guest:***@host/. It works on
-// strings that do not parse as URLs too, since those are the ones that end up
-// in error messages.
+// shown: amqp://guest:guest@host/ becomes amqp://guest:***@host/, and a list
+// of brokers has each password hidden. It works on strings that do not
+// parse as URLs too, since those are the ones that end up in error messages.
 func Redact(url string) string {
+	if urls := SplitURLs(url); len(urls) > 1 {
+		// What would be the password if url were one URL stays hidden too.
+		if shown, pw := redactList(urls), password(url); pw == "" || !strings.Contains(shown, pw) {
+			return shown
+		}
+	}
+	return redactOne(url)
+}
+
+func redactOne(url string) string {
 	start, end := passwordAt(url)
 	if start == end {
 		return url
@@ -52,30 +63,44 @@ func passwordAt(url string) (start, end int) {
 	return off + colon + 1, off + at
 }
 
-// redactedError hides a password that a wrapped error's text may contain,
-// while keeping errors.Is and errors.As working on the cause.
+// redactedError hides the passwords that a wrapped error's text may
+// contain, while keeping errors.Is and errors.As working on the cause.
 type redactedError struct {
 	err error
-	pw  string
+	pws []string
 }
 
-// Error hides the password wherever it appears, URL or not, and in the
+// Error hides each password wherever it appears, URL or not, and in the
 // forms a message may carry it: as written, percent-decoded, quoted as %q
 // quotes it, or percent-encoded. Showing too little beats showing it.
 func (e *redactedError) Error() string {
 	msg := e.err.Error()
-	for _, form := range passwordForms(e.pw) {
+	for _, form := range passwordForms(e.pws) {
 		msg = strings.ReplaceAll(msg, form, "***")
 	}
 	return msg
 }
 
-func passwordForms(pw string) []string {
-	forms := []string{pw}
-	if dec, err := neturl.PathUnescape(pw); err == nil {
-		forms = append(forms, dec)
+// passwords returns the passwords in url, a URL or a list of them: each
+// URL's own, and the one that url holds if read as a single URL.
+func passwords(url string) []string {
+	var pws []string
+	for _, u := range append(SplitURLs(url), url) {
+		if pw := password(u); pw != "" && !slices.Contains(pws, pw) {
+			pws = append(pws, pw)
+		}
 	}
-	for _, f := range append([]string(nil), forms...) {
+	return pws
+}
+
+func passwordForms(pws []string) []string {
+	forms := slices.Clone(pws)
+	for _, pw := range pws {
+		if dec, err := neturl.PathUnescape(pw); err == nil {
+			forms = append(forms, dec)
+		}
+	}
+	for _, f := range slices.Clone(forms) {
 		quoted := strconv.Quote(f)
 		forms = append(forms, quoted[1:len(quoted)-1], neturl.QueryEscape(f), neturl.PathEscape(f))
 	}
@@ -85,15 +110,16 @@ func passwordForms(pw string) []string {
 }
 func (e *redactedError) Unwrap() error { return e.err }
 
-// RedactError returns err with every occurrence of url's password hidden.
+// RedactError returns err with every occurrence of url's password hidden;
+// url may be a list of brokers.
 func RedactError(err error, url string) error {
-	pw := password(url)
-	if err == nil || pw == "" {
+	pws := passwords(url)
+	if err == nil || len(pws) == 0 {
 		return err
 	}
 	var re *redactedError
-	if errors.As(err, &re) && re.pw == pw {
+	if errors.As(err, &re) && slices.Equal(re.pws, pws) {
 		return err
 	}
-	return &redactedError{err: err, pw: pw}
+	return &redactedError{err: err, pws: pws}
 }

@@ -47,6 +47,9 @@ func FuzzRedact(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, url string) {
 		pw := password(url)
+		if strings.Contains(pw, "*") {
+			t.Skip("cannot be told from the *** that hides it")
+		}
 		got := Redact(url)
 		if pw != "" && strings.Count(got, pw) >= strings.Count(url, pw) {
 			t.Errorf("Redact(%q) = %q still shows %q", url, got, pw)
@@ -71,9 +74,14 @@ func FuzzPasswordNeverShown(f *testing.F) {
 			"amqp://guest:" + pw + "@host:notaport/",
 			"amqps://guest:" + pw + "@",
 			"http://guest:" + pw + "@host/",
+			"amqp://guest:" + pw + "@a:5681/,amqp://guest:" + pw + "@b:5682/",
+			"amqp://a:5681/,amqps://guest:" + pw + "@b:notaport/",
 		} {
 			shown := []string{Redact(url)}
 			if err := (Config{URL: url}).Validate(); err != nil {
+				shown = append(shown, err.Error())
+			}
+			if _, err := (Endpoint{URL: url}).WithDefaults(); err != nil {
 				shown = append(shown, err.Error())
 			}
 			shown = append(shown, RedactError(fmt.Errorf("dial %q: %s", url, url), url).Error())

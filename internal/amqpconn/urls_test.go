@@ -1,0 +1,71 @@
+package amqpconn
+
+import (
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestSplitURLs(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want []string
+	}{
+		{"amqp://a/", []string{"amqp://a/"}},
+		{"amqp://g:p@a:5681/,amqp://g:p@b:5682/", []string{"amqp://g:p@a:5681/", "amqp://g:p@b:5682/"}},
+		{"amqp://a/, AMQPS://b/ ,amqp://c/", []string{"amqp://a/", "AMQPS://b/", "amqp://c/"}},
+		// A comma in a password is not a separator.
+		{"amqp://g:p,q@a/", []string{"amqp://g:p,q@a/"}},
+	} {
+		if got := SplitURLs(tc.in); !slices.Equal(got, tc.want) {
+			t.Errorf("SplitURLs(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestRedactList(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"amqp://guest:guest@a:5672/,amqp://guest:guest@b:5672/", "amqp://guest:***@a:5672/,amqp://guest:***@b:5672/"},
+		{"amqp://a:1/,amqps://b/", "amqp://a:1/,amqps://b/"},
+		// A password holding ",amqp://" would be cut in two by the split:
+		// the whole is hidden as one URL's password. So is a list with
+		// credentials after a URL without: too much, never too little.
+		{"amqp://u:x,amqp://y@h/", "amqp://u:***@h/"},
+		{"amqp://a/,amqp://u:p@b/", "amqp://a/,amqp:***@b/"},
+	} {
+		if got := Redact(tc.in); got != tc.want {
+			t.Errorf("Redact(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestValidateURLsNamesTheBadOne(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"amqp://g:s3cret@a/,amqp://g:s3cret@b:nope/", `broker 2 of 2: invalid AMQP URL "amqp://g:***@b:nope/"`},
+		{"amqp://g:s3cret@a/,http://b/", `broker 2 of 2: invalid AMQP URL "http://b/"`},
+		{"amqp://u:s3cret,amqp://x@h:bad/", `invalid AMQP URL list "amqp://u:***@h:bad/": broker 1 of 2 is not a valid URL`},
+	} {
+		err := ValidateURLs(SplitURLs(tc.in))
+		if err == nil || !strings.HasPrefix(err.Error(), tc.want) || strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("ValidateURLs(%q) = %v, want it to start %q", tc.in, err, tc.want)
+		}
+	}
+	if err := ValidateURLs(SplitURLs("amqp://a/,amqps://b:5671/")); err != nil {
+		t.Errorf("a good list: %v", err)
+	}
+}
+
+func TestEndpointTakesAList(t *testing.T) {
+	t.Setenv("AMQP_URL", "amqp://g:p@a:5681/,amqp://g:p@b:5682/")
+	ep, err := Endpoint{}.WithDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"amqp://g:p@a:5681/", "amqp://g:p@b:5682/"}; !slices.Equal(ep.URLs, want) {
+		t.Errorf("URLs = %q, want %q", ep.URLs, want)
+	}
+	ep, err = Endpoint{URL: "ignored", URLs: []string{"amqp://c/"}}.WithDefaults()
+	if err != nil || ep.URL != "amqp://c/" {
+		t.Errorf("URLs over URL: %+v, %v", ep, err)
+	}
+}
