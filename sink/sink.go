@@ -33,9 +33,14 @@ import (
 // Options configures a Sink. A nil *Options, and every zero field, means
 // the default that the field's comment states.
 type Options struct {
-	// URL of the broker. Default: $AMQP_URL, else
-	// amqp://guest:guest@localhost:5672/. Its password is never shown.
+	// URL of the broker, or a comma-separated list of them. Default:
+	// $AMQP_URL, else amqp://guest:guest@localhost:5672/. Its password is
+	// never shown.
 	URL string
+	// URLs are several brokers, such as a cluster's nodes; when set, URL
+	// is ignored. Each reconnect tries the next, starting from a random
+	// one. Default: URL.
+	URLs []string
 	// TLSConfig is used for amqps:// URLs. Default: the system's roots.
 	TLSConfig *tls.Config
 
@@ -116,7 +121,7 @@ type Options struct {
 // endpoint is the broker and exchange these options name.
 func (o *Options) endpoint() amqpconn.Endpoint {
 	return amqpconn.Endpoint{
-		URL: o.URL, TLS: o.TLSConfig, Name: o.Name,
+		URL: o.URL, URLs: o.URLs, TLS: o.TLSConfig, Name: o.Name,
 		Exchange: o.Exchange, Kind: o.ExchangeKind, Durable: o.Durable,
 		Heartbeat: o.Heartbeat, WriteTimeout: o.WriteTimeout, MinBackoff: o.MinBackoff, MaxBackoff: o.MaxBackoff,
 	}
@@ -132,12 +137,13 @@ type Stats struct {
 	Missed     uint64 // records that producers published and this sink has not received
 	Torn       uint64 // lines a failed write left cut in an output (each written again whole)
 	Reconnects uint64 // connections after the first
+	Failovers  uint64 // connections to another broker than the one before
 }
 
 // String gives the counters as key=value pairs, for a diagnostic line.
 func (s Stats) String() string {
-	return fmt.Sprintf("received=%d written=%d malformed=%d duplicates=%d filtered=%d missed=%d torn=%d reconnects=%d",
-		s.Received, s.Written, s.Malformed, s.Duplicates, s.Filtered, s.Missed, s.Torn, s.Reconnects)
+	return fmt.Sprintf("received=%d written=%d malformed=%d duplicates=%d filtered=%d missed=%d torn=%d reconnects=%d failovers=%d",
+		s.Received, s.Written, s.Malformed, s.Duplicates, s.Filtered, s.Missed, s.Torn, s.Reconnects, s.Failovers)
 }
 
 // Sink consumes records and writes them to its outputs.
@@ -153,7 +159,7 @@ type Sink struct {
 	from     any   // the stream offset to start from
 	offset   int64 // stream offset of the last record received, or -1
 
-	received, written, malformed, duplicates, filtered, missed, reconnects atomic.Uint64
+	received, written, malformed, duplicates, filtered, missed, reconnects, failovers atomic.Uint64
 }
 
 // New checks opts and returns a Sink; Run starts it.
@@ -169,7 +175,7 @@ func New(opts *Options) (*Sink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sink: %w", err)
 	}
-	o.URL, o.Exchange, o.ExchangeKind = ep.URL, ep.Exchange, ep.Kind
+	o.URL, o.URLs, o.Exchange, o.ExchangeKind = ep.URL, ep.URLs, ep.Exchange, ep.Kind
 	o.Heartbeat, o.WriteTimeout, o.MinBackoff, o.MaxBackoff = ep.Heartbeat, ep.WriteTimeout, ep.MinBackoff, ep.MaxBackoff
 	if o.BindingKey == "" && o.ExchangeKind == "topic" {
 		o.BindingKey = "#"
@@ -234,7 +240,7 @@ func (s *Sink) Stats() Stats {
 	return Stats{
 		Received: s.received.Load(), Written: s.written.Load(), Malformed: s.malformed.Load(),
 		Duplicates: s.duplicates.Load(), Filtered: s.filtered.Load(), Missed: s.missed.Load(),
-		Reconnects: s.reconnects.Load(), Torn: s.torn(),
+		Reconnects: s.reconnects.Load(), Failovers: s.failovers.Load(), Torn: s.torn(),
 	}
 }
 
@@ -279,18 +285,16 @@ func (s *Sink) Run(ctx context.Context) error {
 		s.sessMu.Unlock()
 	})
 	defer stop()
-	amqpconn.Loop{
-		Config:  s.opts.endpoint().Config(),
-		Backoff: s.opts.endpoint().Backoff(),
-		Session: func(_ context.Context, conn *amqpconn.Conn, ready func()) error {
-			return s.session(ctx, conn, ready)
-		},
-		Report: func(err error, retryIn time.Duration) {
-			if ctx.Err() == nil {
-				s.diag("%s: %v; retrying at %s", amqpconn.Redact(s.opts.URL), err, time.Now().Add(retryIn).Format(time.TimeOnly))
-			}
-		},
-	}.Run(runCtx)
+	loop := s.opts.endpoint().Loop()
+	loop.Session = func(_ context.Context, conn *amqpconn.Conn, ready func()) error {
+		return s.session(ctx, conn, ready)
+	}
+	loop.Report = func(err error, retryIn time.Duration) {
+		if ctx.Err() == nil {
+			s.diag("%v; retrying at %s", err, time.Now().Add(retryIn).Format(time.TimeOnly))
+		}
+	}
+	loop.Run(runCtx)
 	var errs []error
 	for _, o := range s.opts.Outputs {
 		errs = append(errs, o.Close())
@@ -313,11 +317,16 @@ func (s *Sink) session(ctx context.Context, conn *amqpconn.Conn, ready func()) e
 	// Records received when the connection dies cannot be acknowledged, and
 	// their queue dies with it: write them rather than lose them.
 	defer s.write(ctx)
-	if s.sessions++; s.sessions > 1 {
+	switch s.sessions++; {
+	case conn.Failover:
 		s.reconnects.Add(1)
-		s.diag("reconnected: queue %s bound to exchange %q", queue, s.opts.Exchange)
-	} else {
-		s.diag("connected to %s: queue %s bound to exchange %q", amqpconn.Redact(s.opts.URL), queue, s.opts.Exchange)
+		s.failovers.Add(1)
+		s.diag("failed over to %s: queue %s bound to exchange %q", conn.Broker, queue, s.opts.Exchange)
+	case s.sessions > 1:
+		s.reconnects.Add(1)
+		s.diag("reconnected to %s: queue %s bound to exchange %q", conn.Broker, queue, s.opts.Exchange)
+	default:
+		s.diag("connected to %s: queue %s bound to exchange %q", conn.Broker, queue, s.opts.Exchange)
 	}
 	c := newCommitter(s, ch)
 	defer c.stop()

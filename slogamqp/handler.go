@@ -222,7 +222,9 @@ type Stats struct {
 	Undelivered uint64 // records given up: nacked past every retry, or held when Close gave up
 	DropReports uint64 // "records dropped" records published
 	Reconnects  uint64 // connections made after the first
+	Failovers   uint64 // connections made to another broker than the one before
 	Connected   bool   // whether a channel to the broker is open now
+	Broker      string // the broker connected to now, its password hidden, or ""
 	LastError   error  // the last connection failure or refusal, or nil
 }
 
@@ -233,6 +235,7 @@ func (h *Handler) Stats() Stats {
 	p.errMu.Lock()
 	lastErr := p.lastErr
 	p.errMu.Unlock()
+	broker := p.broker.Load()
 	return Stats{
 		Handled:     handled,
 		Published:   p.published.Load(),
@@ -243,10 +246,19 @@ func (h *Handler) Stats() Stats {
 		Buffered:    uint64(buffered),
 		DropReports: p.dropReports.Load(),
 		Reconnects:  p.reconnects.Load(),
-		Connected:   p.connected.Load(),
+		Failovers:   p.failovers.Load(),
+		Connected:   broker != nil,
+		Broker:      deref(broker),
 		LastError:   lastErr,
 		Undelivered: p.undelivered.Load(),
 	}
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
 }
 
 var _ slog.Handler = (*Handler)(nil)

@@ -48,9 +48,14 @@ func (o Overflow) String() string {
 // Options configures a Handler. A nil *Options, and every zero field, means
 // the default that the field's comment states.
 type Options struct {
-	// URL of the broker, amqp:// or amqps://. Default: $AMQP_URL, else
-	// amqp://guest:guest@localhost:5672/. Its password is never shown.
+	// URL of the broker, amqp:// or amqps://, or a comma-separated list of
+	// them. Default: $AMQP_URL, else amqp://guest:guest@localhost:5672/.
+	// Its password is never shown.
 	URL string
+	// URLs are several brokers, such as a cluster's nodes; when set, URL
+	// is ignored. Each reconnect tries the next, starting from a random one
+	// so that many producers spread over the nodes. Default: URL.
+	URLs []string
 	// TLSConfig is used for amqps:// URLs. Default: nil, which verifies the
 	// server against the system's roots.
 	TLSConfig *tls.Config
@@ -171,7 +176,7 @@ func (o *Options) withDefaults() (Options, error) {
 	if err != nil {
 		return opts, fmt.Errorf("slogamqp: %w", err)
 	}
-	opts.URL, opts.Exchange, opts.ExchangeKind = ep.URL, ep.Exchange, ep.Kind
+	opts.URL, opts.URLs, opts.Exchange, opts.ExchangeKind = ep.URL, ep.URLs, ep.Exchange, ep.Kind
 	opts.Heartbeat, opts.WriteTimeout, opts.MinBackoff, opts.MaxBackoff = ep.Heartbeat, ep.WriteTimeout, ep.MinBackoff, ep.MaxBackoff
 	if opts.RoutingKey == nil && (opts.ExchangeKind == "direct" || opts.ExchangeKind == "topic") {
 		opts.RoutingKey = levelKey
@@ -223,7 +228,7 @@ func (o *Options) withDefaults() (Options, error) {
 // endpoint is the broker and exchange these options name.
 func (o *Options) endpoint() amqpconn.Endpoint {
 	return amqpconn.Endpoint{
-		URL: o.URL, TLS: o.TLSConfig, Name: o.ConnectionName,
+		URL: o.URL, URLs: o.URLs, TLS: o.TLSConfig, Name: o.ConnectionName,
 		Exchange: o.Exchange, Kind: o.ExchangeKind, Durable: o.Durable,
 		Heartbeat: o.Heartbeat, WriteTimeout: o.WriteTimeout, MinBackoff: o.MinBackoff, MaxBackoff: o.MaxBackoff,
 	}

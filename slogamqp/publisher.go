@@ -69,7 +69,8 @@ type publisher struct {
 	drain  chan struct{} // closed by shutdown: send what is held, then stop
 	done   chan struct{} // closed when run returns
 
-	connected   atomic.Bool
+	broker      atomic.Pointer[string] // the broker connected to, or nil
+	failovers   atomic.Uint64
 	published   atomic.Uint64
 	confirmed   atomic.Uint64
 	resent      atomic.Uint64
@@ -104,14 +105,9 @@ func (p *publisher) run() {
 	defer close(p.done)
 	defer p.cancel()
 	defer p.alarm.stop()
-	amqpconn.Loop{
-		Config:   p.opts.endpoint().Config(),
-		Backoff:  p.opts.endpoint().Backoff(),
-		Session:  p.session,
-		Report:   p.fail,
-		Finished: p.finished,
-		Wake:     p.drain,
-	}.Run(p.ctx)
+	loop := p.opts.endpoint().Loop()
+	loop.Session, loop.Report, loop.Finished, loop.Wake = p.session, p.fail, p.finished, p.drain
+	loop.Run(p.ctx)
 }
 
 func (p *publisher) fail(err error, retryIn time.Duration) {
@@ -161,8 +157,11 @@ func (p *publisher) session(ctx context.Context, conn *amqpconn.Conn, ready func
 	if p.sessions++; p.sessions > 1 {
 		p.reconnects.Add(1)
 	}
-	p.connected.Store(true)
-	defer p.connected.Store(false)
+	if conn.Failover {
+		p.failovers.Add(1)
+	}
+	p.broker.Store(&conn.Broker)
+	defer p.broker.Store(nil)
 	p.sent = 0
 	blocked := false
 
