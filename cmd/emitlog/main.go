@@ -44,7 +44,7 @@ func exitCode(err error, stderr io.Writer) int { return cli.ExitCode("emitlog", 
 func Run(ctx context.Context, args []string, stdin io.Reader, stderr io.Writer) error {
 	fs := flag.NewFlagSet("emitlog", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	url := fs.String("url", "", "broker `URL` (default $AMQP_URL, else "+amqpconn.Redact(amqpconn.DefaultURL)+")")
+	url := fs.String("url", "", "broker `URL`, or a comma-separated list to fail over between (default $AMQP_URL, else "+amqpconn.Redact(amqpconn.DefaultURL)+")")
 	exchange := fs.String("exchange", "logs", "fanout `exchange` to publish to")
 	level := fs.String("level", "info", "`level` of the records: debug, info, warn, error, or e.g. warn+2")
 	timeout := fs.Duration("timeout", 10*time.Second, "how long to wait for the broker, for room while reading and for the last confirms at the end (`duration`)")

@@ -60,7 +60,8 @@ func FuzzSplitArgs(f *testing.F) {
 }
 
 func TestBadUsageExitsTwoWithOneLine(t *testing.T) {
-	for _, args := range [][]string{{"-bogus"}, {"-level", "loud", "x"}, {"-timeout", "-1s", "x"}, {"-url", "http://u:s3cret@h/", "x"}} {
+	for _, args := range [][]string{{"-bogus"}, {"-level", "loud", "x"}, {"-timeout", "-1s", "x"}, {"-url", "http://u:s3cret@h/", "x"},
+		{"-url", "amqp://u:s3cret@a/,amqp://u:s3cret@b:bad/", "x"}, {"-url", "amqp://u:s3cret@a/, http://u:s3cret@b/", "x"}} {
 		var stderr bytes.Buffer
 		err := Run(context.Background(), args, strings.NewReader(""), &stderr)
 		var out bytes.Buffer
@@ -116,6 +117,24 @@ func TestEmitsConfirmedRecords(t *testing.T) {
 		}
 	}
 	q.Quiet(t, 200*time.Millisecond)
+}
+
+// TestEmitsThroughAList: with one broker of the list down, emitlog fails
+// over to the other, whichever it tries first.
+func TestEmitsThroughAList(t *testing.T) {
+	url := brokertest.URL(t)
+	ex := brokertest.Name("test-emitlog")
+	q := brokertest.Bind(t, ex, "fanout", "", true)
+	list := "amqp://guest:guest@" + brokertest.FreeAddr(t) + "/," + url
+	for range 3 {
+		var stderr bytes.Buffer
+		if err := Run(context.Background(), []string{"-url", list, "-exchange", ex, "failed", "over"}, nil, &stderr); err != nil {
+			t.Fatalf("Run: %v (%s)", err, stderr.String())
+		}
+		if d := q.Next(t, 10*time.Second); !strings.Contains(string(d.Body), "failed over") {
+			t.Fatalf("got %s", d.Body)
+		}
+	}
 }
 
 func TestUnreachableFailsWithinTimeout(t *testing.T) {

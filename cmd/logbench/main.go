@@ -87,6 +87,12 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cli.Usage(errors.New("-duration must be positive and -size at least 100"))
 	}
 	u := amqpconn.URLFromEnv(*url)
+	if urls := amqpconn.SplitURLs(u); len(urls) > 1 {
+		return cli.Usage(errors.New("-url: logbench measures one broker; give one URL, not a list"))
+	}
+	if err := amqpconn.ValidateURLs([]string{u}); err != nil {
+		return cli.Usage(err)
+	}
 	dir, err := os.MkdirTemp("", "logbench")
 	if err != nil {
 		return err

@@ -35,7 +35,7 @@ func TestShortRun(t *testing.T) {
 }
 
 func TestBadFlags(t *testing.T) {
-	for _, args := range [][]string{{"-duration", "0s"}, {"-size", "10"}, {"-nope"}} {
+	for _, args := range [][]string{{"-duration", "0s"}, {"-size", "10"}, {"-nope"}, {"-url", "amqp://a/,amqp://b/"}, {"-url", "http://a/"}} {
 		err := Run(context.Background(), args, &bytes.Buffer{}, &bytes.Buffer{})
 		if code := cli.ExitCode("logbench", err, &bytes.Buffer{}); code != 2 {
 			t.Errorf("%q: exit %d (%v)", args, code, err)

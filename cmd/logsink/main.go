@@ -106,7 +106,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs := flag.NewFlagSet("logsink", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
-	fs.StringVar(&c.url, "url", "", "broker `URL` (default $AMQP_URL, else "+amqpconn.Redact(amqpconn.DefaultURL)+")")
+	fs.StringVar(&c.url, "url", "", "broker `URL`, or a comma-separated list to fail over between (default $AMQP_URL, else "+amqpconn.Redact(amqpconn.DefaultURL)+")")
 	fs.StringVar(&c.exchange, "exchange", "logs", "`exchange` to bind to, declared fanout and non-durable as the producers do")
 	fs.StringVar(&c.file, "file", "", "write NDJSON records to this `path` (then no screen output unless -stderr or -stdout)")
 	fs.IntVar(&c.maxSize, "max-size", 100, "rotate the file past this many `megabytes`")

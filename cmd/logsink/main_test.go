@@ -82,6 +82,7 @@ func TestBadUsageExitsTwoWithOneLine(t *testing.T) {
 		{"-url", "amqp://u:s3cret@h:bad/"}, {"-file", "/proc/nope/app.log"}, {"-file-mode", "rw"}, {"-file-mode", "01777"},
 		{"-single-active"}, {"-queue", "q", "-stream", "s"}, {"-stream", "s", "-from", "yesterday"},
 		{"-stream", "s", "-retention", "0d"}, {"-queue", "q", "-queue-max-bytes", "0"},
+		{"-url", "amqp://u:s3cret@a/,amqp://u:s3cret@b:bad/"}, {"-url", "amqps://u:s3cret@a/,,amqp://u:s3cret@b/"},
 	} {
 		var stderr bytes.Buffer
 		err := Run(context.Background(), args, io.Discard, &stderr, nil)
@@ -289,13 +290,14 @@ func TestPasswordNeverPrinted(t *testing.T) {
 	bad := strings.Replace(brokertest.WithHost(t, url, brokertest.Host(t, url)), "://", "://logfan-nobody:"+password+"@", 1)
 	var all bytes.Buffer
 
-	sink := exec.Command(binary(t, "logsink"), "-url", bad)
+	down := "amqp://logfan-nobody:" + password + "@" + brokertest.FreeAddr(t) + "/"
+	sink := exec.Command(binary(t, "logsink"), "-url", bad+","+down)
 	stderr := newWatcher("retrying")
 	sink.Stderr, sink.Stdout = stderr, &all
 	if err := sink.Start(); err != nil {
 		t.Fatal(err)
 	}
-	stderr.next(t) // refused once
+	stderr.next(t) // refused, or found down, once
 	sink.Process.Signal(syscall.SIGUSR1)
 	sink.Process.Signal(syscall.SIGTERM)
 	sink.Wait()
@@ -303,12 +305,12 @@ func TestPasswordNeverPrinted(t *testing.T) {
 
 	for _, args := range [][]string{{"-url", bad, "-timeout", "500ms", "hello"}, {"-h"}} {
 		cmd := exec.Command(binary(t, "emitlog"), args...)
-		cmd.Env = append(os.Environ(), "AMQP_URL="+bad)
+		cmd.Env = append(os.Environ(), "AMQP_URL="+bad+","+down)
 		out, _ := cmd.CombinedOutput()
 		all.Write(out)
 	}
 	cmd := exec.Command(binary(t, "logsink"), "-h")
-	cmd.Env = append(os.Environ(), "AMQP_URL="+bad)
+	cmd.Env = append(os.Environ(), "AMQP_URL="+bad+","+down)
 	out, _ := cmd.CombinedOutput()
 	all.Write(out)
 

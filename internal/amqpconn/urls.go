@@ -18,10 +18,23 @@ func SplitURLs(s string) []string {
 	var urls []string
 	start := 0
 	for _, loc := range listSep.FindAllStringIndex(s, -1) {
-		urls = append(urls, strings.TrimSpace(s[start:loc[0]]))
+		urls = appendURL(urls, s[start:loc[0]])
 		start = loc[0] + 1
 	}
-	return append(urls, strings.TrimSpace(s[start:]))
+	return appendURL(urls, s[start:])
+}
+
+// appendURL appends u, and an empty URL for each comma it ends with: a
+// doubled or trailing comma is an empty element, reported as such, not
+// taken for the end of a vhost.
+func appendURL(urls []string, u string) []string {
+	u = strings.TrimSpace(u)
+	trimmed := strings.TrimRight(u, ", \t")
+	urls = append(urls, trimmed)
+	for range strings.Count(u[len(trimmed):], ",") {
+		urls = append(urls, "")
+	}
+	return urls
 }
 
 // JoinURLs is the inverse of SplitURLs.

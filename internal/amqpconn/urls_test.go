@@ -16,6 +16,9 @@ func TestSplitURLs(t *testing.T) {
 		{"amqp://a/, AMQPS://b/ ,amqp://c/", []string{"amqp://a/", "AMQPS://b/", "amqp://c/"}},
 		// A comma in a password is not a separator.
 		{"amqp://g:p,q@a/", []string{"amqp://g:p,q@a/"}},
+		// A doubled or trailing comma is an empty element.
+		{"amqps://a/,,amqp://b/", []string{"amqps://a/", "", "amqp://b/"}},
+		{"amqp://a/, ", []string{"amqp://a/", ""}},
 	} {
 		if got := SplitURLs(tc.in); !slices.Equal(got, tc.want) {
 			t.Errorf("SplitURLs(%q) = %q, want %q", tc.in, got, tc.want)
