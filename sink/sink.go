@@ -138,6 +138,7 @@ type Stats struct {
 	Torn       uint64 // lines a failed write left cut in an output (each written again whole)
 	Reconnects uint64 // connections after the first
 	Failovers  uint64 // connections to another broker than the one before
+	Broker     string // the broker connected to now, its password hidden, or ""
 }
 
 // String gives the counters as key=value pairs, for a diagnostic line.
@@ -160,6 +161,7 @@ type Sink struct {
 	offset   int64 // stream offset of the last record received, or -1
 
 	received, written, malformed, duplicates, filtered, missed, reconnects, failovers atomic.Uint64
+	broker                                                                            atomic.Pointer[string] // of the session now, nil between sessions
 }
 
 // New checks opts and returns a Sink; Run starts it.
@@ -241,7 +243,15 @@ func (s *Sink) Stats() Stats {
 		Received: s.received.Load(), Written: s.written.Load(), Malformed: s.malformed.Load(),
 		Duplicates: s.duplicates.Load(), Filtered: s.filtered.Load(), Missed: s.missed.Load(),
 		Reconnects: s.reconnects.Load(), Failovers: s.failovers.Load(), Torn: s.torn(),
+		Broker: deref(s.broker.Load()),
 	}
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
 }
 
 // torn sums the torn lines of the outputs that count them.
@@ -314,6 +324,8 @@ func (s *Sink) session(ctx context.Context, conn *amqpconn.Conn, ready func()) e
 		return err
 	}
 	ready()
+	s.broker.Store(&conn.Broker)
+	defer s.broker.Store(nil)
 	// Records received when the connection dies cannot be acknowledged, and
 	// their queue dies with it: write them rather than lose them.
 	defer s.write(ctx)

@@ -7,12 +7,13 @@
 #   cluster.sh start DIR        boot three nodes, join them, wait for all three
 #   cluster.sh stop DIR         stop every node, remove DIR
 #   cluster.sh ctl DIR N ARGS   rabbitmqctl ARGS against node lfN
+#   cluster.sh queues DIR N ARGS  rabbitmq-queues ARGS against node lfN
 #
 # start tears down what it started if any step fails. The cluster tests
 # (internal/cluster) run when LOGFAN_CLUSTER names DIR.
 set -euo pipefail
 
-cmd=${1:?usage: cluster.sh start|stop|ctl DIR ...}
+cmd=${1:?usage: cluster.sh start|stop|ctl|queues DIR ...}
 dir=${2:?usage: cluster.sh $cmd DIR ...}
 shift 2
 
@@ -42,6 +43,7 @@ node_env() {
 }
 
 ctl() { (node_env "$1"; shift; "$sbin/rabbitmqctl" -n "$RABBITMQ_NODENAME" "$@"); }
+queues() { (node_env "$1"; shift; "$sbin/rabbitmq-queues" -n "$RABBITMQ_NODENAME" "$@"); }
 
 prepare() {
   mkdir -p "$dir"
@@ -121,5 +123,6 @@ case $cmd in
   start) start ;;
   stop) stop ;;
   ctl) n=${1:?node number}; shift; ctl "$n" "$@" ;;
-  *) echo "usage: cluster.sh start|stop|ctl DIR ..." >&2; exit 2 ;;
+  queues) n=${1:?node number}; shift; queues "$n" "$@" ;;
+  *) echo "usage: cluster.sh start|stop|ctl|queues DIR ..." >&2; exit 2 ;;
 esac
