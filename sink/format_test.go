@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -207,5 +208,22 @@ func TestUseColor(t *testing.T) {
 	t.Setenv("NO_COLOR", "")
 	if UseColor(tty) {
 		t.Error("colour with NO_COLOR set")
+	}
+}
+
+func TestBindingKeysDefaults(t *testing.T) {
+	for _, tc := range []struct {
+		keys []string
+		kind string
+		want []string
+	}{
+		{nil, "fanout", []string{""}},
+		{nil, "topic", []string{"#"}},
+		{nil, "direct", []string{"debug", "info", "warn", "error"}},
+		{[]string{"error", "audit.*"}, "topic", []string{"error", "audit.*"}},
+	} {
+		if got := bindingKeys(tc.keys, tc.kind); !slices.Equal(got, tc.want) {
+			t.Errorf("bindingKeys(%q, %s) = %q, want %q", tc.keys, tc.kind, got, tc.want)
+		}
 	}
 }

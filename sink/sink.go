@@ -18,6 +18,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -50,8 +51,12 @@ type Options struct {
 	ExchangeKind string
 	// Durable must match the producers' declaration. Default: false.
 	Durable bool
-	// BindingKey binds the queue. Default: "" for fanout, "#" for topic.
-	BindingKey string
+	// BindingKeys bind the queue, one binding each: on a topic exchange
+	// patterns such as "error" or "#", on a direct exchange levels.
+	// Default: "" for fanout, "#" for topic, and for direct the four
+	// levels' keys (debug, info, warn, error), so that every record the
+	// handler routes by level arrives.
+	BindingKeys []string
 
 	// Queue, when set, is a durable quorum queue to consume, declared
 	// identically by every sink that names it, instead of a fresh exclusive
@@ -138,13 +143,22 @@ type Stats struct {
 	Torn       uint64 // lines a failed write left cut in an output (each written again whole)
 	Reconnects uint64 // connections after the first
 	Failovers  uint64 // connections to another broker than the one before
-	Broker     string // the broker connected to now, its password hidden, or ""
+	// WriteErrors counts failed writes to an output, each retried while
+	// its records stay unacknowledged.
+	WriteErrors uint64
+	Held        uint64    // records received and not yet written: unacknowledged
+	LastWrite   time.Time // when records were last written, or zero
+	Writing     bool      // false while writes to an output are failing
+	Broker      string    // the broker connected to now, its password hidden, or ""
 }
+
+// Healthy reports whether the sink is connected and its writes succeed.
+func (s Stats) Healthy() bool { return s.Broker != "" && s.Writing }
 
 // String gives the counters as key=value pairs, for a diagnostic line.
 func (s Stats) String() string {
-	return fmt.Sprintf("received=%d written=%d malformed=%d duplicates=%d filtered=%d missed=%d torn=%d reconnects=%d failovers=%d",
-		s.Received, s.Written, s.Malformed, s.Duplicates, s.Filtered, s.Missed, s.Torn, s.Reconnects, s.Failovers)
+	return fmt.Sprintf("received=%d written=%d malformed=%d duplicates=%d filtered=%d missed=%d torn=%d reconnects=%d failovers=%d write_errors=%d held=%d",
+		s.Received, s.Written, s.Malformed, s.Duplicates, s.Filtered, s.Missed, s.Torn, s.Reconnects, s.Failovers, s.WriteErrors, s.Held)
 }
 
 // Sink consumes records and writes them to its outputs.
@@ -160,8 +174,12 @@ type Sink struct {
 	from     any   // the stream offset to start from
 	offset   int64 // stream offset of the last record received, or -1
 
-	received, written, malformed, duplicates, filtered, missed, reconnects, failovers atomic.Uint64
-	broker                                                                            atomic.Pointer[string] // of the session now, nil between sessions
+	received, written, malformed, duplicates, filtered, missed, reconnects, failovers, writeErrors atomic.Uint64
+
+	held      atomic.Int64           // len(batch), for Stats
+	lastWrite atomic.Int64           // unix nanoseconds
+	failing   atomic.Bool            // the last write to an output failed
+	broker    atomic.Pointer[string] // of the session now, nil between sessions
 }
 
 // New checks opts and returns a Sink; Run starts it.
@@ -179,9 +197,7 @@ func New(opts *Options) (*Sink, error) {
 	}
 	o.URL, o.URLs, o.Exchange, o.ExchangeKind = ep.URL, ep.URLs, ep.Exchange, ep.Kind
 	o.Heartbeat, o.WriteTimeout, o.MinBackoff, o.MaxBackoff = ep.Heartbeat, ep.WriteTimeout, ep.MinBackoff, ep.MaxBackoff
-	if o.BindingKey == "" && o.ExchangeKind == "topic" {
-		o.BindingKey = "#"
-	}
+	o.BindingKeys = bindingKeys(o.BindingKeys, o.ExchangeKind)
 	if o.Diag == nil {
 		o.Diag = os.Stderr
 	}
@@ -243,8 +259,16 @@ func (s *Sink) Stats() Stats {
 		Received: s.received.Load(), Written: s.written.Load(), Malformed: s.malformed.Load(),
 		Duplicates: s.duplicates.Load(), Filtered: s.filtered.Load(), Missed: s.missed.Load(),
 		Reconnects: s.reconnects.Load(), Failovers: s.failovers.Load(), Torn: s.torn(),
-		Broker: deref(s.broker.Load()),
+		WriteErrors: s.writeErrors.Load(), Held: uint64(s.held.Load()), Writing: !s.failing.Load(),
+		LastWrite: unixTime(s.lastWrite.Load()), Broker: deref(s.broker.Load()),
 	}
+}
+
+func unixTime(ns int64) time.Time {
+	if ns == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, ns)
 }
 
 func deref(s *string) string {
@@ -538,10 +562,25 @@ func (s *Sink) bind(ch *amqp.Channel, queue string) error {
 	if err := s.exchange.Declare(ch); err != nil {
 		return err
 	}
-	if err := ch.QueueBind(queue, s.opts.BindingKey, s.opts.Exchange, false, nil); err != nil {
-		return fmt.Errorf("bind queue to %q: %w", s.opts.Exchange, err)
+	for _, key := range s.opts.BindingKeys {
+		if err := ch.QueueBind(queue, key, s.opts.Exchange, false, nil); err != nil {
+			return fmt.Errorf("bind queue to %q with key %q: %w", s.opts.Exchange, key, err)
+		}
 	}
 	return nil
+}
+
+// bindingKeys are keys, or the default keys of an exchange of kind.
+func bindingKeys(keys []string, kind string) []string {
+	switch {
+	case len(keys) > 0:
+		return slices.Clone(keys)
+	case kind == "topic":
+		return []string{"#"}
+	case kind == "direct":
+		return slices.Clone(wire.LevelKeys)
+	}
+	return []string{""}
 }
 
 // rebindEvery bounds how long a sink misses records after its exchange
@@ -642,6 +681,7 @@ func (s *Sink) receiveRecord(body []byte, contentType string, src source, seq ui
 		return
 	}
 	s.batch = append(s.batch, rec)
+	s.held.Store(int64(len(s.batch)))
 }
 
 // commit writes the batch and then acknowledges everything up to tag.
@@ -733,6 +773,8 @@ func (s *Sink) write(ctx context.Context) error {
 			if err == nil {
 				break
 			}
+			s.writeErrors.Add(1)
+			s.failing.Store(true)
 			wait := min(time.Duration(1<<min(attempt, 5))*100*time.Millisecond, 5*time.Second)
 			s.diag("write failed, holding %d unacknowledged records, retrying in %v: %v", len(s.batch), wait, err)
 			select {
@@ -745,6 +787,9 @@ func (s *Sink) write(ctx context.Context) error {
 		}
 	}
 	s.written.Add(uint64(len(s.batch)))
+	s.lastWrite.Store(time.Now().UnixNano())
+	s.failing.Store(false)
+	s.held.Store(0)
 	clear(s.batch)
 	s.batch = s.batch[:0]
 	clear(s.taken)

@@ -6,10 +6,10 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/logfan/logfan/internal/amqpconn"
+	"github.com/logfan/logfan/internal/wire"
 )
 
 // Overflow says which record to drop when the buffer is full.
@@ -234,19 +234,7 @@ func (o *Options) endpoint() amqpconn.Endpoint {
 	}
 }
 
-func levelKey(r slog.Record) string {
-	switch r.Level {
-	case slog.LevelDebug:
-		return "debug"
-	case slog.LevelInfo:
-		return "info"
-	case slog.LevelWarn:
-		return "warn"
-	case slog.LevelError:
-		return "error"
-	}
-	return strings.ToLower(r.Level.String())
-}
+func levelKey(r slog.Record) string { return wire.LevelKey(r.Level) }
 
 func stderrReport(err error, retryIn time.Duration) {
 	if retryIn == 0 {

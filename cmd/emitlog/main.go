@@ -32,21 +32,34 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := Run(ctx, os.Args[1:], os.Stdin, os.Stderr)
+	err := Run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
 	os.Exit(exitCode(err, os.Stderr))
 }
 
 func exitCode(err error, stderr io.Writer) int { return cli.ExitCode("emitlog", err, stderr) }
 
+// fixedKey routes every record with key, or, for "", leaves the
+// handler's default.
+func fixedKey(key string) func(slog.Record) string {
+	if key == "" {
+		return nil
+	}
+	return func(slog.Record) string { return key }
+}
+
 // Run is the whole command, testable in-process: args without the program
 // name; records come from args, or from stdin when args hold no message.
-func Run(ctx context.Context, args []string, stdin io.Reader, stderr io.Writer) error {
+func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("emitlog", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	url := fs.String("url", "", "broker `URL`, or a comma-separated list to fail over between (default $AMQP_URL, else "+amqpconn.Redact(amqpconn.DefaultURL)+")")
-	exchange := fs.String("exchange", "logs", "fanout `exchange` to publish to")
+	exchange := fs.String("exchange", "logs", "`exchange` to publish to")
+	kind := fs.String("exchange-type", "fanout", "`kind` of the exchange: fanout, direct or topic")
+	durable := fs.Bool("durable-exchange", false, "declare the exchange durable, as sinks with -durable-exchange do")
+	routingKey := fs.String("routing-key", "", "routing `key` of every record (default: the record's level, on a direct or topic exchange)")
 	level := fs.String("level", "info", "`level` of the records: debug, info, warn, error, or e.g. warn+2")
+	version := fs.Bool("version", false, "print the version and exit")
 	timeout := fs.Duration("timeout", 10*time.Second, "how long to wait for the broker, for room while reading and for the last confirms at the end (`duration`)")
 	fs.Usage = func() {} // a bad flag gets one line, from exitCode
 	if err := fs.Parse(args); err != nil {
@@ -60,19 +73,26 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stderr io.Writer) 
 		}
 		return cli.Usage(err)
 	}
-	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(*level)); err != nil {
-		return cli.Usage(fmt.Errorf("invalid -level %q: want debug, info, warn or error", *level))
+	if *version {
+		fmt.Fprintln(stdout, cli.Version("emitlog"))
+		return nil
+	}
+	lv, err := cli.ParseLevel(*level)
+	if err != nil {
+		return err
 	}
 	if *timeout <= 0 {
 		return cli.Usage(fmt.Errorf("invalid -timeout %v: want a positive duration", *timeout))
 	}
 
 	h, err := slogamqp.New(&slogamqp.Options{
-		URL:      *url,
-		Exchange: *exchange,
-		AppID:    "emitlog",
-		Level:    slog.LevelDebug,
+		URL:          *url,
+		Exchange:     *exchange,
+		ExchangeKind: *kind,
+		Durable:      *durable,
+		RoutingKey:   fixedKey(*routingKey),
+		AppID:        "emitlog",
+		Level:        slog.LevelDebug,
 		// A command must not lose what it was given: wait for room, as
 		// long as -timeout allows, instead of dropping.
 		Overflow:     slogamqp.Block,

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"io"
 	"log/slog"
 	"reflect"
 	"strings"
@@ -63,7 +64,7 @@ func TestBadUsageExitsTwoWithOneLine(t *testing.T) {
 	for _, args := range [][]string{{"-bogus"}, {"-level", "loud", "x"}, {"-timeout", "-1s", "x"}, {"-url", "http://u:s3cret@h/", "x"},
 		{"-url", "amqp://u:s3cret@a/,amqp://u:s3cret@b:bad/", "x"}, {"-url", "amqp://u:s3cret@a/, http://u:s3cret@b/", "x"}} {
 		var stderr bytes.Buffer
-		err := Run(context.Background(), args, strings.NewReader(""), &stderr)
+		err := Run(context.Background(), args, strings.NewReader(""), io.Discard, &stderr)
 		var out bytes.Buffer
 		if code := exitCode(err, &out); code != 2 {
 			t.Errorf("%q: exit %d (%v), want 2", args, code, err)
@@ -76,7 +77,7 @@ func TestBadUsageExitsTwoWithOneLine(t *testing.T) {
 
 func TestHelp(t *testing.T) {
 	var stderr bytes.Buffer
-	err := Run(context.Background(), []string{"-h"}, strings.NewReader(""), &stderr)
+	err := Run(context.Background(), []string{"-h"}, strings.NewReader(""), io.Discard, &stderr)
 	if !errors.Is(err, flag.ErrHelp) || exitCode(err, &stderr) != 0 {
 		t.Fatalf("-h: %v", err)
 	}
@@ -93,11 +94,11 @@ func TestEmitsConfirmedRecords(t *testing.T) {
 	q := brokertest.Bind(t, ex, "fanout", "", true)
 
 	var stderr bytes.Buffer
-	if err := Run(context.Background(), []string{"-url", url, "-exchange", ex, "-level", "warn", "disk", "full", "dev=sda1"}, nil, &stderr); err != nil {
+	if err := Run(context.Background(), []string{"-url", url, "-exchange", ex, "-level", "warn", "disk", "full", "dev=sda1"}, nil, io.Discard, &stderr); err != nil {
 		t.Fatalf("Run: %v (%s)", err, stderr.String())
 	}
 	stdin := strings.NewReader("line one\r\n\nline two\n")
-	if err := Run(context.Background(), []string{"-url", url, "-exchange", ex}, stdin, &stderr); err != nil {
+	if err := Run(context.Background(), []string{"-url", url, "-exchange", ex}, stdin, io.Discard, &stderr); err != nil {
 		t.Fatalf("Run from stdin: %v (%s)", err, stderr.String())
 	}
 	want := []map[string]any{
@@ -128,7 +129,7 @@ func TestEmitsThroughAList(t *testing.T) {
 	list := "amqp://guest:guest@" + brokertest.FreeAddr(t) + "/," + url
 	for range 3 {
 		var stderr bytes.Buffer
-		if err := Run(context.Background(), []string{"-url", list, "-exchange", ex, "failed", "over"}, nil, &stderr); err != nil {
+		if err := Run(context.Background(), []string{"-url", list, "-exchange", ex, "failed", "over"}, nil, io.Discard, &stderr); err != nil {
 			t.Fatalf("Run: %v (%s)", err, stderr.String())
 		}
 		if d := q.Next(t, 10*time.Second); !strings.Contains(string(d.Body), "failed over") {
@@ -140,7 +141,7 @@ func TestEmitsThroughAList(t *testing.T) {
 func TestUnreachableFailsWithinTimeout(t *testing.T) {
 	var stderr bytes.Buffer
 	start := time.Now()
-	err := Run(context.Background(), []string{"-url", "amqp://guest:s3cret@" + brokertest.FreeAddr(t) + "/", "-timeout", "300ms", "hello"}, nil, &stderr)
+	err := Run(context.Background(), []string{"-url", "amqp://guest:s3cret@" + brokertest.FreeAddr(t) + "/", "-timeout", "300ms", "hello"}, nil, io.Discard, &stderr)
 	var out bytes.Buffer
 	if code := exitCode(err, &out); code != 1 || !strings.Contains(out.String(), "not delivered") {
 		t.Errorf("exit %d: %s", code, out.String())

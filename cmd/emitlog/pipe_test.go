@@ -40,7 +40,7 @@ func TestPipeDeliversEveryLine(t *testing.T) {
 		in.WriteString(strconv.Itoa(i) + "\n")
 	}
 	var stderr bytes.Buffer
-	if err := Run(context.Background(), []string{"-url", url, "-exchange", ex}, strings.NewReader(in.String()), &stderr); err != nil {
+	if err := Run(context.Background(), []string{"-url", url, "-exchange", ex}, strings.NewReader(in.String()), io.Discard, &stderr); err != nil {
 		t.Fatalf("Run: %v\n%s", err, stderr.String())
 	}
 	if got := brokertest.Depth(t, brokertest.Channel(t), queue); got != n {
@@ -58,7 +58,7 @@ func TestLongLines(t *testing.T) {
 	exact := strings.Repeat("y", maxLine)
 	in := over + "\nafter\n" + exact + "\r\n"
 	var stderr bytes.Buffer
-	err := Run(context.Background(), []string{"-url", url, "-exchange", ex, "-timeout", "60s"}, strings.NewReader(in), &stderr)
+	err := Run(context.Background(), []string{"-url", url, "-exchange", ex, "-timeout", "60s"}, strings.NewReader(in), io.Discard, &stderr)
 	var out bytes.Buffer
 	if code := exitCode(err, &out); code != 1 || !strings.Contains(out.String(), "1 lines longer than 16777216 bytes were sent cut") || strings.Count(out.String(), "\n") != 1 {
 		t.Errorf("exit %d: %q", code, out.String())
@@ -86,7 +86,7 @@ func TestStopsReadingWhenTheBrokerTakesNothing(t *testing.T) {
 	in := strings.Repeat("line\n", 100000) // more than the buffer holds
 	start := time.Now()
 	var stderr bytes.Buffer
-	err := Run(context.Background(), []string{"-url", brokertest.WithHost(t, url, p.Addr()), "-timeout", "300ms"}, strings.NewReader(in), &stderr)
+	err := Run(context.Background(), []string{"-url", brokertest.WithHost(t, url, p.Addr()), "-timeout", "300ms"}, strings.NewReader(in), io.Discard, &stderr)
 	var out bytes.Buffer
 	if code := exitCode(err, &out); code != 1 || !strings.Contains(out.String(), "16385 of 16385 records not delivered (1 dropped, 16384 unconfirmed)") || !strings.Contains(out.String(), "stopped reading stdin") {
 		t.Errorf("exit %d: %q", code, out.String())
@@ -115,7 +115,7 @@ func TestTimeoutHoldsInAStalledHandshake(t *testing.T) {
 		}
 	}()
 	start := time.Now()
-	err = Run(context.Background(), []string{"-url", "amqp://guest:guest@" + ln.Addr().String() + "/", "-timeout", "500ms", "hello"}, nil, io.Discard)
+	err = Run(context.Background(), []string{"-url", "amqp://guest:guest@" + ln.Addr().String() + "/", "-timeout", "500ms", "hello"}, nil, io.Discard, io.Discard)
 	if d := time.Since(start); d > 3*time.Second || err == nil {
 		t.Errorf("returned %v after %v with -timeout 500ms", err, d)
 	}

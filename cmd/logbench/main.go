@@ -74,6 +74,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	url := fs.String("url", "", "broker `URL` (default $AMQP_URL, else "+amqpconn.Redact(amqpconn.DefaultURL)+")")
 	duration := fs.Duration("duration", 5*time.Second, "how long each scenario publishes")
 	size := fs.Int("size", 200, "approximate `bytes` per record")
+	version := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(stderr, "Usage: logbench [-url URL] [-duration 5s] [-size 200]")
@@ -82,6 +83,10 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		return cli.Usage(err)
+	}
+	if *version {
+		fmt.Fprintln(stdout, cli.Version("logbench"))
+		return nil
 	}
 	if *duration <= 0 || *size < 100 {
 		return cli.Usage(errors.New("-duration must be positive and -size at least 100"))

@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"strconv"
@@ -36,6 +37,9 @@ func main() {
 	err := Run(context.Background(), os.Args[1:], os.Stdout, os.Stderr, signals)
 	os.Exit(exitCode(err, os.Stderr))
 }
+
+// errVersion is -version: print it and exit 0.
+var errVersion = errors.New("version asked")
 
 // errAborted is a second stop signal: exit at once.
 var errAborted = errors.New("aborted by a second signal")
@@ -58,6 +62,10 @@ Flags:
 // main subscribed to; ctx ending stops it as SIGTERM does.
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer, signals <-chan os.Signal) error {
 	cfg, err := parseFlags(args, stderr)
+	if errors.Is(err, errVersion) {
+		fmt.Fprintln(stdout, cli.Version("logsink"))
+		return nil
+	}
 	if err != nil {
 		return err
 	}
@@ -72,12 +80,22 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, signals <
 		}
 		return cli.Usage(err)
 	}
+	if cfg.metrics != "" {
+		stopMetrics, err := serveMetrics(ctx, cfg.metrics, s, stderr)
+		if err != nil {
+			return err
+		}
+		defer stopMetrics()
+	}
 	return serve(ctx, s, signals, stderr)
 }
 
 // config is what the flags asked for.
 type config struct {
-	url, exchange, file, format  string
+	url, exchange, kind, file    string
+	format                       string
+	bind                         cli.Strings
+	metrics                      string
 	maxSize, maxBackups, maxAge  int
 	compress, toStderr, toStdout bool
 	fileMode                     os.FileMode
@@ -92,7 +110,7 @@ type config struct {
 }
 
 func (c config) sinkOptions(outputs []sink.Output, diag io.Writer) *sink.Options {
-	o := &sink.Options{URL: c.url, Exchange: c.exchange, Durable: c.durable, Outputs: outputs, Level: c.level, Prefetch: c.prefetch, Diag: diag,
+	o := &sink.Options{URL: c.url, Exchange: c.exchange, ExchangeKind: c.kind, BindingKeys: c.bind, Durable: c.durable, Outputs: outputs, Level: c.level, Prefetch: c.prefetch, Diag: diag,
 		Queue: c.queue, QueueMaxBytes: c.queueMaxBytes, SingleActive: c.singleActive,
 		Stream: c.stream, StreamFrom: c.from, StreamMaxAge: c.retention, StreamMaxBytes: c.streamMaxBytes}
 	if (c.queue != "" || c.stream != "") && c.file != "" {
@@ -107,7 +125,11 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
 	fs.StringVar(&c.url, "url", "", "broker `URL`, or a comma-separated list to fail over between (default $AMQP_URL, else "+amqpconn.Redact(amqpconn.DefaultURL)+")")
-	fs.StringVar(&c.exchange, "exchange", "logs", "`exchange` to bind to, declared fanout and non-durable as the producers do")
+	fs.StringVar(&c.exchange, "exchange", "logs", "`exchange` to bind to, declared as the producers do (-exchange-type, -durable-exchange)")
+	fs.StringVar(&c.kind, "exchange-type", "fanout", "`kind` of the exchange: fanout, direct or topic")
+	fs.Var(&c.bind, "bind", "bind with this `key`; repeatable (default: \"\" for fanout, # for topic, each level for direct)")
+	fs.StringVar(&c.metrics, "metrics", "", "serve Prometheus metrics at http://`ADDR`/metrics and health at /healthz (e.g. :9105)")
+	version := fs.Bool("version", false, "print the version and exit")
 	fs.StringVar(&c.file, "file", "", "write NDJSON records to this `path` (then no screen output unless -stderr or -stdout)")
 	fs.IntVar(&c.maxSize, "max-size", 100, "rotate the file past this many `megabytes`")
 	fs.IntVar(&c.maxBackups, "max-backups", 0, "keep at most this many rotated `files` (0: all)")
@@ -137,8 +159,16 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		}
 		return c, cli.Usage(err)
 	}
+	if *version {
+		return c, errVersion
+	}
 	if fs.NArg() > 0 {
 		return c, cli.Usage(fmt.Errorf("unexpected argument %q", fs.Arg(0)))
+	}
+	if c.metrics != "" {
+		if _, _, err := net.SplitHostPort(c.metrics); err != nil {
+			return c, cli.Usage(fmt.Errorf("invalid -metrics %q: want host:port or :port", c.metrics))
+		}
 	}
 	if c.format != sink.FormatText && c.format != sink.FormatJSON {
 		return c, cli.Usage(fmt.Errorf("invalid -format %q: want text or json", c.format))
@@ -163,9 +193,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	}
 	c.fileMode = os.FileMode(mode)
 	if *level != "" {
-		var lv slog.Level
-		if err := lv.UnmarshalText([]byte(*level)); err != nil {
-			return c, cli.Usage(fmt.Errorf("invalid -level %q: want debug, info, warn or error", *level))
+		lv, err := cli.ParseLevel(*level)
+		if err != nil {
+			return c, err
 		}
 		c.level = lv
 	}

@@ -8,7 +8,9 @@ package wire
 import (
 	"bytes"
 	"iter"
+	"log/slog"
 	"strconv"
+	"strings"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 )
@@ -26,6 +28,27 @@ const (
 	// writes a record twice.
 	HeaderWindow = "window"
 )
+
+// LevelKey is a record's routing key on a direct or topic exchange, as
+// the RabbitMQ routing tutorial's severities: "debug", "info", "warn",
+// "error", or slog's name of another level in lower case ("warn+2").
+func LevelKey(l slog.Level) string {
+	switch l {
+	case slog.LevelDebug:
+		return "debug"
+	case slog.LevelInfo:
+		return "info"
+	case slog.LevelWarn:
+		return "warn"
+	case slog.LevelError:
+		return "error"
+	}
+	return strings.ToLower(l.String())
+}
+
+// LevelKeys are the routing keys of slog's four levels: what a consumer of
+// a direct exchange binds to receive every record at those levels.
+var LevelKeys = []string{"debug", "info", "warn", "error"}
 
 // Content types of message bodies.
 const (
