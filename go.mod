@@ -1,6 +1,6 @@
 module github.com/logfan/logfan
 
-go 1.26.8
+go 1.26.0
 
 require (
 	github.com/DeRuina/timberjack v1.4.10

@@ -206,8 +206,12 @@ func TestUseColor(t *testing.T) {
 	}
 	defer tty.Close()
 	t.Setenv("NO_COLOR", "")
+	if !UseColor(tty) {
+		t.Error("no colour on a terminal with NO_COLOR empty")
+	}
+	t.Setenv("NO_COLOR", "1")
 	if UseColor(tty) {
-		t.Error("colour with NO_COLOR set")
+		t.Error("colour with NO_COLOR=1")
 	}
 }
 

@@ -3,11 +3,14 @@ package sink
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/DeRuina/timberjack"
 )
@@ -100,13 +103,11 @@ func NewScreen(w io.Writer, format string, color bool) *Screen {
 	return &Screen{w: w, json: format == FormatJSON, color: color}
 }
 
-// UseColor reports whether f is a terminal and NO_COLOR is unset.
+// UseColor reports whether f is a terminal and NO_COLOR is unset or empty
+// (no-color.org: only a value other than "" turns colour off).
 func UseColor(f *os.File) bool {
-	if _, ok := os.LookupEnv("NO_COLOR"); ok {
-		return false
-	}
 	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0 && os.Getenv("NO_COLOR") == ""
 }
 
 // Write formats r into the screen's buffer.
@@ -134,12 +135,16 @@ func (s *Screen) Close() error { return s.Flush() }
 
 // FileOptions configures a File. Zero fields mean the defaults stated.
 type FileOptions struct {
-	Path       string      // the file to write; required
-	MaxSizeMB  int         // rotate past this size; default 100
-	MaxBackups int         // rotated files to keep; default all
-	MaxAgeDays int         // delete rotated files older than this; default never
-	Compress   bool        // gzip rotated files
-	Mode       os.FileMode // mode of new files; default 0640
+	Path      string // the file to write; required
+	MaxSizeMB int    // rotate past this size; default 100; negative: never by size
+	// RotateEvery rotates by time too: at every multiple of it since local
+	// midnight when it divides a day (24h: daily at midnight, 1h: on the
+	// hour), else that long after the last rotation. Default: never.
+	RotateEvery time.Duration
+	MaxBackups  int         // rotated files to keep; default all
+	MaxAgeDays  int         // delete rotated files older than this; default never
+	Compress    bool        // gzip rotated files
+	Mode        os.FileMode // mode of new files; default 0640
 }
 
 // File writes one JSON object per line (NDJSON), exactly the record as
@@ -179,14 +184,39 @@ func (f *File) open() {
 	if f.opts.Compress {
 		compression = "gzip"
 	}
+	maxSize := f.opts.MaxSizeMB
+	if maxSize < 0 {
+		maxSize = math.MaxInt32 // two petabytes: never
+	}
 	f.rotate = &timberjack.Logger{
 		Filename:    f.opts.Path,
-		MaxSize:     f.opts.MaxSizeMB,
+		MaxSize:     maxSize,
 		MaxBackups:  f.opts.MaxBackups,
 		MaxAge:      f.opts.MaxAgeDays,
 		Compression: compression,
 		FileMode:    f.opts.Mode,
+		LocalTime:   true,
 	}
+	if marks := clockMarks(f.opts.RotateEvery); marks != nil {
+		f.rotate.RotateAt = marks
+	} else {
+		f.rotate.RotationInterval = f.opts.RotateEvery
+	}
+}
+
+// clockMarks are the times of day ("15:04") at every multiple of every
+// since midnight, when every is whole minutes dividing a day; else nil.
+// Marks on the clock survive a restart or a reopen; an interval would
+// start again from each.
+func clockMarks(every time.Duration) []string {
+	if every < time.Minute || every%time.Minute != 0 || (24*time.Hour)%every != 0 {
+		return nil
+	}
+	var marks []string
+	for t := time.Duration(0); t < 24*time.Hour; t += every {
+		marks = append(marks, fmt.Sprintf("%02d:%02d", int(t.Hours()), int(t.Minutes())%60))
+	}
+	return marks
 }
 
 // cut removes the last n bytes of the file: a line a failed write cut

@@ -159,3 +159,30 @@ func TestDropHeadGapCountedExactly(t *testing.T) {
 		t.Errorf("stats %v: want drop-head's records counted as missed", st)
 	}
 }
+
+// TestStopDrainsALiveQueue: records confirmed to their producer wait in a
+// live sink's queue, not yet pushed to it (a prefetch of one, a write
+// held); stopping the sink takes them all before the broker deletes the
+// queue with the connection.
+func TestStopDrainsALiveQueue(t *testing.T) {
+	url := brokertest.URL(t)
+	ex := brokertest.Name("test-drain")
+	g := &gate{open: make(chan struct{})}
+	s, _, stop := start(t, Options{URL: url, Exchange: ex, Prefetch: 1, Outputs: []Output{g}})
+	h := newProducer(t, url, ex)
+	const n = 300
+	for i := range n {
+		slog.New(h).Info("queued", "i", i)
+	}
+	closeHandler(t, h) // every record confirmed: in the sink's queue
+	stopped := make(chan error, 1)
+	go func() { stopped <- stop() }()
+	waitFor(t, "the sink to start stopping", func() bool { return s.Stats().Received >= 1 })
+	close(g.open)
+	if err := <-stopped; err != nil {
+		t.Fatal(err)
+	}
+	if st := s.Stats(); st.Written != n || len(g.all()) != n {
+		t.Errorf("stats %v, %d written: want all %d records drained", st, len(g.all()), n)
+	}
+}

@@ -92,7 +92,7 @@ type Options struct {
 	// commit, before the acknowledgement. Default: "" (nothing kept).
 	StatePath string
 
-	// Name is the connection name and the prefix of diagnostic lines.
+	// Name is the connection name, as rabbitmqctl list_connections shows it.
 	// Default: "logsink".
 	Name string
 	// Outputs receive every record. Default: text on standard error.
@@ -109,9 +109,13 @@ type Options struct {
 	// Default: 1 MiB.
 	MaxBody int
 
-	// Diag receives the sink's own diagnostics: connections, gaps, errors
-	// and statistics. Default: standard error.
+	// Diag receives the sink's own diagnostics (connections, gaps, errors
+	// and statistics) as slog.TextHandler lines, each with its time and
+	// level. Default: standard error.
 	Diag io.Writer
+	// Logger receives the diagnostics instead, when set: a program's own
+	// logger, say. Default: a slog.TextHandler on Diag.
+	Logger *slog.Logger
 
 	// MinBackoff and MaxBackoff bound the wait before reconnecting.
 	// Defaults: 100ms and 30s.
@@ -152,6 +156,16 @@ type Stats struct {
 	Broker      string    // the broker connected to now, its password hidden, or ""
 }
 
+// Attrs gives the counters as attributes, for a diagnostic record.
+func (s Stats) Attrs() []slog.Attr {
+	return []slog.Attr{
+		slog.Uint64("received", s.Received), slog.Uint64("written", s.Written), slog.Uint64("malformed", s.Malformed),
+		slog.Uint64("duplicates", s.Duplicates), slog.Uint64("filtered", s.Filtered), slog.Uint64("missed", s.Missed),
+		slog.Uint64("torn", s.Torn), slog.Uint64("reconnects", s.Reconnects), slog.Uint64("failovers", s.Failovers),
+		slog.Uint64("write_errors", s.WriteErrors), slog.Uint64("held", s.Held),
+	}
+}
+
 // Healthy reports whether the sink is connected and its writes succeed.
 func (s Stats) Healthy() bool { return s.Broker != "" && s.Writing }
 
@@ -168,7 +182,6 @@ type Sink struct {
 	tracker  *tracker
 	sessMu   sync.Mutex // held by a session, so that stopping waits for its last acks
 	sessions int
-	diagMu   sync.Mutex
 	batch    []Record
 	taken    []int // per output: records of batch it has taken
 	from     any   // the stream offset to start from
@@ -200,6 +213,9 @@ func New(opts *Options) (*Sink, error) {
 	o.BindingKeys = bindingKeys(o.BindingKeys, o.ExchangeKind)
 	if o.Diag == nil {
 		o.Diag = os.Stderr
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(o.Diag, nil))
 	}
 	if len(o.Outputs) == 0 {
 		o.Outputs = []Output{NewScreen(os.Stderr, FormatText, UseColor(os.Stderr))}
@@ -299,10 +315,14 @@ func (s *Sink) Reopen() error {
 	return errors.Join(errs...)
 }
 
-func (s *Sink) diag(format string, args ...any) {
-	s.diagMu.Lock()
-	defer s.diagMu.Unlock()
-	fmt.Fprintf(s.opts.Diag, "%s %s: %s\n", time.Now().Format(time.DateTime), s.opts.Name, fmt.Sprintf(format, args...))
+// connected says which broker a session is on, reading which queue.
+func (s *Sink) connected(how, broker, queue string) {
+	s.opts.Logger.Info(how, "broker", broker, "queue", queue, "exchange", s.opts.Exchange)
+}
+
+// warn is a diagnostic about something lost, failing or retried.
+func (s *Sink) warn(format string, args ...any) {
+	s.opts.Logger.Warn(fmt.Sprintf(format, args...))
 }
 
 // Run consumes until ctx is done, reconnecting whenever the connection is
@@ -325,7 +345,7 @@ func (s *Sink) Run(ctx context.Context) error {
 	}
 	loop.Report = func(err error, retryIn time.Duration) {
 		if ctx.Err() == nil {
-			s.diag("%v; retrying at %s", err, time.Now().Add(retryIn).Format(time.TimeOnly))
+			s.warn("%v; retrying at %s", err, time.Now().Add(retryIn).Format(time.TimeOnly))
 		}
 	}
 	loop.Run(runCtx)
@@ -333,7 +353,7 @@ func (s *Sink) Run(ctx context.Context) error {
 	for _, o := range s.opts.Outputs {
 		errs = append(errs, o.Close())
 	}
-	s.diag("stopped: %v", s.Stats())
+	s.opts.Logger.LogAttrs(context.Background(), slog.LevelInfo, "stopped", s.Stats().Attrs()...)
 	return errors.Join(errs...)
 }
 
@@ -357,12 +377,12 @@ func (s *Sink) session(ctx context.Context, conn *amqpconn.Conn, ready func()) e
 	case conn.Failover:
 		s.reconnects.Add(1)
 		s.failovers.Add(1)
-		s.diag("failed over to %s: queue %s bound to exchange %q", conn.Broker, queue, s.opts.Exchange)
+		s.connected("failed over", conn.Broker, queue)
 	case s.sessions > 1:
 		s.reconnects.Add(1)
-		s.diag("reconnected to %s: queue %s bound to exchange %q", conn.Broker, queue, s.opts.Exchange)
+		s.connected("reconnected", conn.Broker, queue)
 	default:
-		s.diag("connected to %s: queue %s bound to exchange %q", conn.Broker, queue, s.opts.Exchange)
+		s.connected("connected", conn.Broker, queue)
 	}
 	c := newCommitter(s, ch)
 	defer c.stop()
@@ -386,7 +406,7 @@ func (s *Sink) session(ctx context.Context, conn *amqpconn.Conn, ready func()) e
 		case err := <-bindErrs:
 			return err
 		case <-ctx.Done():
-			return s.finish(ctx, ch, deliveries, c)
+			return s.finish(ctx, ch, queue, deliveries, c)
 		}
 	}
 }
@@ -494,7 +514,7 @@ func (s *Sink) declareQueue(ch *amqp.Channel) (amqp.Queue, error) {
 
 // finish stops consuming, takes what the broker had already sent, and
 // commits it.
-func (s *Sink) finish(ctx context.Context, ch *amqp.Channel, deliveries <-chan amqp.Delivery, c *committer) error {
+func (s *Sink) finish(ctx context.Context, ch *amqp.Channel, queue string, deliveries <-chan amqp.Delivery, c *committer) error {
 	if err := ch.Cancel(consumerTag, false); err != nil {
 		return err
 	}
@@ -502,12 +522,43 @@ func (s *Sink) finish(ctx context.Context, ch *amqp.Channel, deliveries <-chan a
 		s.receive(&d)
 		c.pending = d.DeliveryTag
 	}
+	if err := s.drain(ctx, ch, queue, c); err != nil {
+		return err
+	}
 	if c.pending != 0 {
 		if err := c.commit(ctx); err != nil {
 			return err
 		}
 	}
 	return amqpconn.ErrDone
+}
+
+// drain takes what is left in a live queue, which the broker deletes
+// with the connection: records confirmed to their producer and not yet
+// pushed to this sink would be lost. The queue is unbound first, so that
+// the drain ends. A durable queue keeps its records for the next sink.
+func (s *Sink) drain(ctx context.Context, ch *amqp.Channel, queue string, c *committer) error {
+	if s.opts.Queue != "" || s.opts.Stream != "" {
+		return nil
+	}
+	for _, key := range s.opts.BindingKeys {
+		if err := ch.QueueUnbind(queue, key, s.opts.Exchange, nil); err != nil {
+			return err
+		}
+	}
+	for {
+		d, ok, err := ch.Get(queue, false)
+		if err != nil || !ok {
+			return err
+		}
+		s.receive(&d)
+		c.pending = d.DeliveryTag
+		if len(s.batch) >= maxBatch {
+			if err := c.commit(ctx); err != nil {
+				return err
+			}
+		}
+	}
 }
 
 // committer decides when to commit: records are written and acknowledged
@@ -669,7 +720,7 @@ func (s *Sink) receiveRecord(body []byte, contentType string, src source, seq ui
 			gap = 0
 		}
 		if gap > 0 {
-			s.diag("missed %d records from producer %s (app %q) before seq %d", gap, safe(producer), safe(app), seq)
+			s.warn("missed %d records from producer %s (app %q) before seq %d", gap, safe(producer), safe(app), seq)
 		}
 	}
 	rec := Decode(body, contentType, ts, s.opts.MaxBody)
@@ -754,7 +805,7 @@ func restore(o *Options, sizes []int64) error {
 			return err
 		}
 		if cut > 0 {
-			fmt.Fprintf(o.Diag, "%s %s: cut back %d bytes written after the last saved state; the broker redelivers them\n", time.Now().Format(time.DateTime), o.Name, cut)
+			o.Logger.Warn(fmt.Sprintf("cut back %d bytes written after the last saved state; the broker redelivers them", cut), "output", i)
 		}
 	}
 	return nil
@@ -776,7 +827,7 @@ func (s *Sink) write(ctx context.Context) error {
 			s.writeErrors.Add(1)
 			s.failing.Store(true)
 			wait := min(time.Duration(1<<min(attempt, 5))*100*time.Millisecond, 5*time.Second)
-			s.diag("write failed, holding %d unacknowledged records, retrying in %v: %v", len(s.batch), wait, err)
+			s.warn("write failed, holding %d unacknowledged records, retrying in %v: %v", len(s.batch), wait, err)
 			select {
 			case <-time.After(wait):
 			case <-ctx.Done():

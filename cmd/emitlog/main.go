@@ -25,7 +25,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/logfan/logfan/internal/amqpconn"
 	"github.com/logfan/logfan/internal/cli"
 	"github.com/logfan/logfan/slogamqp"
 )
@@ -53,7 +52,7 @@ func fixedKey(key string) func(slog.Record) string {
 func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("emitlog", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	url := fs.String("url", "", "broker `URL`, or a comma-separated list to fail over between (default $AMQP_URL, else "+amqpconn.Redact(amqpconn.DefaultURL)+")")
+	brokerURL := cli.URLFlags(fs)
 	exchange := fs.String("exchange", "logs", "`exchange` to publish to")
 	kind := fs.String("exchange-type", "fanout", "`kind` of the exchange: fanout, direct or topic")
 	durable := fs.Bool("durable-exchange", false, "declare the exchange durable, as sinks with -durable-exchange do")
@@ -81,12 +80,16 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if err != nil {
 		return err
 	}
+	url, err := brokerURL()
+	if err != nil {
+		return err
+	}
 	if *timeout <= 0 {
 		return cli.Usage(fmt.Errorf("invalid -timeout %v: want a positive duration", *timeout))
 	}
 
 	h, err := slogamqp.New(&slogamqp.Options{
-		URL:          *url,
+		URL:          url,
 		Exchange:     *exchange,
 		ExchangeKind: *kind,
 		Durable:      *durable,

@@ -8,6 +8,8 @@ import (
 	"flag"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -62,7 +64,8 @@ func FuzzSplitArgs(f *testing.F) {
 
 func TestBadUsageExitsTwoWithOneLine(t *testing.T) {
 	for _, args := range [][]string{{"-bogus"}, {"-level", "loud", "x"}, {"-timeout", "-1s", "x"}, {"-url", "http://u:s3cret@h/", "x"},
-		{"-url", "amqp://u:s3cret@a/,amqp://u:s3cret@b:bad/", "x"}, {"-url", "amqp://u:s3cret@a/, http://u:s3cret@b/", "x"}} {
+		{"-url", "amqp://u:s3cret@a/,amqp://u:s3cret@b:bad/", "x"}, {"-url-file", "/nonexistent/amqp-url", "x"},
+		{"-url", "amqp://u:s3cret@a/", "-url-file", "/etc/hostname", "x"}, {"-url", "amqp://u:s3cret@a/, http://u:s3cret@b/", "x"}} {
 		var stderr bytes.Buffer
 		err := Run(context.Background(), args, strings.NewReader(""), io.Discard, &stderr)
 		var out bytes.Buffer
@@ -135,6 +138,26 @@ func TestEmitsThroughAList(t *testing.T) {
 		if d := q.Next(t, 10*time.Second); !strings.Contains(string(d.Body), "failed over") {
 			t.Fatalf("got %s", d.Body)
 		}
+	}
+}
+
+// TestURLFile: the broker URL read from a file, as systemd's
+// LoadCredential= gives it, by a bare name in $CREDENTIALS_DIRECTORY.
+func TestURLFile(t *testing.T) {
+	url := brokertest.URL(t)
+	ex := brokertest.Name("test-emitlog")
+	q := brokertest.Bind(t, ex, "fanout", "", true)
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "amqp-url"), []byte(url+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("CREDENTIALS_DIRECTORY", dir)
+	var stderr bytes.Buffer
+	if err := Run(context.Background(), []string{"-url-file", "amqp-url", "-exchange", ex, "from", "a", "file"}, nil, io.Discard, &stderr); err != nil {
+		t.Fatalf("Run: %v (%s)", err, stderr.String())
+	}
+	if d := q.Next(t, 10*time.Second); !strings.Contains(string(d.Body), "from a file") {
+		t.Fatalf("got %s", d.Body)
 	}
 }
 

@@ -91,7 +91,10 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if *duration <= 0 || *size < 100 {
 		return cli.Usage(errors.New("-duration must be positive and -size at least 100"))
 	}
-	u := amqpconn.URLFromEnv(*url)
+	u, err := amqpconn.URLFromEnv(*url)
+	if err != nil {
+		return cli.Usage(err)
+	}
 	if urls := amqpconn.SplitURLs(u); len(urls) > 1 {
 		return cli.Usage(errors.New("-url: logbench measures one broker; give one URL, not a list"))
 	}

@@ -26,7 +26,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/logfan/logfan/internal/amqpconn"
 	"github.com/logfan/logfan/internal/cli"
 	"github.com/logfan/logfan/sink"
 )
@@ -73,7 +72,9 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, signals <
 	if err != nil {
 		return cli.Usage(err)
 	}
-	s, err := sink.New(cfg.sinkOptions(outputs, stderr))
+	// One format for every diagnostic, the sink's and ours: slog's text.
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+	s, err := sink.New(cfg.sinkOptions(outputs, log))
 	if err != nil {
 		for _, o := range outputs {
 			o.Close()
@@ -81,13 +82,13 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, signals <
 		return cli.Usage(err)
 	}
 	if cfg.metrics != "" {
-		stopMetrics, err := serveMetrics(ctx, cfg.metrics, s, stderr)
+		stopMetrics, err := serveMetrics(ctx, cfg.metrics, s, log)
 		if err != nil {
 			return err
 		}
 		defer stopMetrics()
 	}
-	return serve(ctx, s, signals, stderr)
+	return serve(ctx, s, signals, log, cfg.file)
 }
 
 // config is what the flags asked for.
@@ -95,10 +96,11 @@ type config struct {
 	url, exchange, kind, file    string
 	format                       string
 	bind                         cli.Strings
-	metrics                      string
+	metrics, color               string
 	maxSize, maxBackups, maxAge  int
 	compress, toStderr, toStdout bool
 	fileMode                     os.FileMode
+	rotateEvery                  time.Duration
 	level                        slog.Leveler
 	prefetch                     int
 	queue                        string
@@ -109,8 +111,8 @@ type config struct {
 	streamMaxBytes               int64
 }
 
-func (c config) sinkOptions(outputs []sink.Output, diag io.Writer) *sink.Options {
-	o := &sink.Options{URL: c.url, Exchange: c.exchange, ExchangeKind: c.kind, BindingKeys: c.bind, Durable: c.durable, Outputs: outputs, Level: c.level, Prefetch: c.prefetch, Diag: diag,
+func (c config) sinkOptions(outputs []sink.Output, log *slog.Logger) *sink.Options {
+	o := &sink.Options{URL: c.url, Exchange: c.exchange, ExchangeKind: c.kind, BindingKeys: c.bind, Durable: c.durable, Outputs: outputs, Level: c.level, Prefetch: c.prefetch, Logger: log,
 		Queue: c.queue, QueueMaxBytes: c.queueMaxBytes, SingleActive: c.singleActive,
 		Stream: c.stream, StreamFrom: c.from, StreamMaxAge: c.retention, StreamMaxBytes: c.streamMaxBytes}
 	if (c.queue != "" || c.stream != "") && c.file != "" {
@@ -124,14 +126,15 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs := flag.NewFlagSet("logsink", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
-	fs.StringVar(&c.url, "url", "", "broker `URL`, or a comma-separated list to fail over between (default $AMQP_URL, else "+amqpconn.Redact(amqpconn.DefaultURL)+")")
+	brokerURL := cli.URLFlags(fs)
 	fs.StringVar(&c.exchange, "exchange", "logs", "`exchange` to bind to, declared as the producers do (-exchange-type, -durable-exchange)")
 	fs.StringVar(&c.kind, "exchange-type", "fanout", "`kind` of the exchange: fanout, direct or topic")
 	fs.Var(&c.bind, "bind", "bind with this `key`; repeatable (default: \"\" for fanout, # for topic, each level for direct)")
 	fs.StringVar(&c.metrics, "metrics", "", "serve Prometheus metrics at http://`ADDR`/metrics and health at /healthz (e.g. :9105)")
 	version := fs.Bool("version", false, "print the version and exit")
 	fs.StringVar(&c.file, "file", "", "write NDJSON records to this `path` (then no screen output unless -stderr or -stdout)")
-	fs.IntVar(&c.maxSize, "max-size", 100, "rotate the file past this many `megabytes`")
+	fs.IntVar(&c.maxSize, "max-size", 100, "rotate the file past this many `megabytes` (0: never by size, as when logrotate does it)")
+	fs.DurationVar(&c.rotateEvery, "rotate-every", 0, "rotate the file by time too: 24h daily at midnight, 1h on the hour, or any `duration` (0: never)")
 	fs.IntVar(&c.maxBackups, "max-backups", 0, "keep at most this many rotated `files` (0: all)")
 	fs.IntVar(&c.maxAge, "max-age", 0, "delete rotated files older than this many `days` (0: never)")
 	fs.BoolVar(&c.compress, "compress", false, "gzip rotated files")
@@ -139,6 +142,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.BoolVar(&c.toStderr, "stderr", false, "show records on standard error (the default without -file)")
 	fs.BoolVar(&c.toStdout, "stdout", false, "show records on standard output")
 	fs.StringVar(&c.format, "format", sink.FormatText, "screen `format`: text or json")
+	fs.StringVar(&c.color, "color", "auto", "colour the text screen: `auto` (on a terminal, unless NO_COLOR is set and not empty), always or never")
 	level := fs.String("level", "", "drop records below this `level`: debug, info, warn, error (default: keep all)")
 	fs.IntVar(&c.prefetch, "prefetch", 1000, "unacknowledged `records` the broker may send ahead")
 	fs.StringVar(&c.queue, "queue", "", "consume the durable quorum queue `NAME`, shared by every sink that names it, instead of an exclusive one")
@@ -162,6 +166,11 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	if *version {
 		return c, errVersion
 	}
+	url, err := brokerURL()
+	if err != nil {
+		return c, err
+	}
+	c.url = url
 	if fs.NArg() > 0 {
 		return c, cli.Usage(fmt.Errorf("unexpected argument %q", fs.Arg(0)))
 	}
@@ -172,6 +181,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	}
 	if c.format != sink.FormatText && c.format != sink.FormatJSON {
 		return c, cli.Usage(fmt.Errorf("invalid -format %q: want text or json", c.format))
+	}
+	if c.color != "auto" && c.color != "always" && c.color != "never" {
+		return c, cli.Usage(fmt.Errorf("invalid -color %q: want auto, always or never", c.color))
 	}
 	if c.singleActive && c.queue == "" {
 		return c, cli.Usage(errors.New("-single-active needs -queue"))
@@ -184,8 +196,14 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		return c, cli.Usage(err)
 	}
 	c.retention = retain
-	if c.maxSize <= 0 || c.maxBackups < 0 || c.maxAge < 0 || c.prefetch <= 0 || c.queueMaxBytes <= 0 || c.streamMaxBytes <= 0 {
-		return c, cli.Usage(errors.New("-max-size, -prefetch, -queue-max-bytes and -stream-max-bytes must be positive, -max-backups and -max-age not negative"))
+	if c.prefetch <= 0 || c.queueMaxBytes <= 0 || c.streamMaxBytes <= 0 {
+		return c, cli.Usage(errors.New("-prefetch, -queue-max-bytes and -stream-max-bytes must be positive"))
+	}
+	if c.maxSize < 0 || c.maxBackups < 0 || c.maxAge < 0 {
+		return c, cli.Usage(errors.New("-max-size, -max-backups and -max-age must not be negative"))
+	}
+	if c.rotateEvery != 0 && c.rotateEvery < time.Second {
+		return c, cli.Usage(fmt.Errorf("invalid -rotate-every %v: want a second or more, or 0", c.rotateEvery))
 	}
 	mode, err := strconv.ParseUint(*fileMode, 8, 32)
 	if err != nil || mode > 0o777 || mode == 0 {
@@ -219,7 +237,8 @@ func (c config) outputs(stdout, stderr io.Writer) ([]sink.Output, error) {
 	var outputs []sink.Output
 	screen := func(w io.Writer) {
 		f, _ := w.(*os.File)
-		outputs = append(outputs, sink.NewScreen(w, c.format, f != nil && sink.UseColor(f)))
+		color := c.color == "always" || (c.color == "auto" && f != nil && sink.UseColor(f))
+		outputs = append(outputs, sink.NewScreen(w, c.format, color))
 	}
 	if c.toStderr || (c.file == "" && !c.toStdout) {
 		screen(stderr)
@@ -228,7 +247,12 @@ func (c config) outputs(stdout, stderr io.Writer) ([]sink.Output, error) {
 		screen(stdout)
 	}
 	if c.file != "" {
-		out, err := sink.NewFile(sink.FileOptions{Path: c.file, MaxSizeMB: c.maxSize, MaxBackups: c.maxBackups, MaxAgeDays: c.maxAge, Compress: c.compress, Mode: c.fileMode})
+		maxSize := c.maxSize
+		if maxSize == 0 {
+			maxSize = -1 // never by size
+		}
+		out, err := sink.NewFile(sink.FileOptions{Path: c.file, MaxSizeMB: maxSize, RotateEvery: c.rotateEvery,
+			MaxBackups: c.maxBackups, MaxAgeDays: c.maxAge, Compress: c.compress, Mode: c.fileMode})
 		if err != nil {
 			return nil, fmt.Errorf("cannot write -file: %w", err)
 		}
@@ -237,10 +261,10 @@ func (c config) outputs(stdout, stderr io.Writer) ([]sink.Output, error) {
 	return outputs, nil
 }
 
-// serve runs s until it stops, answering the signals: SIGHUP reopens,
-// SIGUSR1 prints the counters, a stop signal stops s and a second one
+// serve runs s until it stops, answering the signals: SIGHUP reopens the
+// file, SIGUSR1 logs the counters, a stop signal stops s and a second one
 // aborts.
-func serve(ctx context.Context, s *sink.Sink, signals <-chan os.Signal, stderr io.Writer) error {
+func serve(ctx context.Context, s *sink.Sink, signals <-chan os.Signal, log *slog.Logger, file string) error {
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	done := make(chan error, 1)
@@ -253,19 +277,29 @@ func serve(ctx context.Context, s *sink.Sink, signals <-chan os.Signal, stderr i
 		case sig := <-signals:
 			switch sig {
 			case syscall.SIGHUP:
-				if err := s.Reopen(); err != nil {
-					fmt.Fprintf(stderr, "logsink: reopen: %v\n", err)
-				}
+				reopen(s, log, file)
 			case syscall.SIGUSR1:
-				fmt.Fprintf(stderr, "logsink: %v\n", s.Stats())
+				log.LogAttrs(ctx, slog.LevelInfo, "statistics", s.Stats().Attrs()...)
 			default:
 				if stopping {
 					return errAborted
 				}
 				stopping = true
-				fmt.Fprintf(stderr, "logsink: stopping after writing what was received (%v again exits at once)\n", sig)
+				log.Info("stopping after writing what was received; a second signal exits at once", "signal", sig.String())
 				stop()
 			}
 		}
+	}
+}
+
+// reopen answers SIGHUP, saying what it reopened.
+func reopen(s *sink.Sink, log *slog.Logger, file string) {
+	switch err := s.Reopen(); {
+	case err != nil:
+		log.Error("reopen failed", "file", file, "err", err)
+	case file == "":
+		log.Info("SIGHUP: no -file to reopen")
+	default:
+		log.Info("reopened", "file", file)
 	}
 }

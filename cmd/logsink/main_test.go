@@ -78,11 +78,12 @@ func (w *watcher) next(t *testing.T) string {
 
 func TestBadUsageExitsTwoWithOneLine(t *testing.T) {
 	for _, args := range [][]string{
-		{"-bogus"}, {"-format", "xml"}, {"-level", "loud"}, {"-max-size", "0"}, {"extra"},
+		{"-bogus"}, {"-format", "xml"}, {"-level", "loud"}, {"-max-size", "-1"}, {"-rotate-every", "10ms"}, {"extra"},
 		{"-url", "amqp://u:s3cret@h:bad/"}, {"-file", "/proc/nope/app.log"}, {"-file-mode", "rw"}, {"-file-mode", "01777"},
 		{"-single-active"}, {"-queue", "q", "-stream", "s"}, {"-stream", "s", "-from", "yesterday"},
 		{"-stream", "s", "-retention", "0d"}, {"-queue", "q", "-queue-max-bytes", "0"},
 		{"-url", "amqp://u:s3cret@a/,amqp://u:s3cret@b:bad/"}, {"-url", "amqps://u:s3cret@a/,,amqp://u:s3cret@b/"},
+		{"-url-file", "/nonexistent/amqp-url"}, {"-metrics", "nope"}, {"-version", "-bogus"}, {"-color", "sometimes"},
 	} {
 		var stderr bytes.Buffer
 		err := Run(context.Background(), args, io.Discard, &stderr, nil)
@@ -115,13 +116,13 @@ func TestSignals(t *testing.T) {
 	url := brokertest.URL(t)
 	ex := brokertest.Name("test-signals")
 	path := filepath.Join(t.TempDir(), "app.log")
-	stderr := newWatcher("logsink")
+	stderr := newWatcher("msg=")
 	signals := make(chan os.Signal)
 	done := make(chan error, 1)
 	go func() {
 		done <- Run(context.Background(), []string{"-url", url, "-exchange", ex, "-file", path}, io.Discard, stderr, signals)
 	}()
-	if l := stderr.next(t); !strings.Contains(l, "connected to amqp://guest:***@") {
+	if l := stderr.next(t); !strings.Contains(l, "msg=connected broker=amqp://guest:***@") {
 		t.Fatalf("first line %q", l)
 	}
 	emit(t, url, ex, "first record")
@@ -148,7 +149,7 @@ func TestSignals(t *testing.T) {
 	case <-time.After(wait):
 		t.Fatal("no exit after SIGTERM")
 	}
-	if !strings.Contains(stderr.String(), "stopped: received=2 written=2") {
+	if !strings.Contains(stderr.String(), "msg=stopped received=2 written=2") || !strings.Contains(stderr.String(), "msg=reopened file="+path) {
 		t.Errorf("stderr:\n%s", stderr.String())
 	}
 	for file, want := range map[string]string{path + ".1": "first record", path: "second record"} {
@@ -292,7 +293,7 @@ func TestPasswordNeverPrinted(t *testing.T) {
 
 	down := "amqp://logfan-nobody:" + password + "@" + brokertest.FreeAddr(t) + "/"
 	sink := exec.Command(binary(t, "logsink"), "-url", bad+","+down)
-	stderr := newWatcher("retrying")
+	stderr := newWatcher("wrong user name or password")
 	sink.Stderr, sink.Stdout = stderr, &all
 	if err := sink.Start(); err != nil {
 		t.Fatal(err)

@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"time"
@@ -19,7 +19,7 @@ import (
 
 // serveMetrics serves s's metrics at /metrics and its health at /healthz
 // on addr until ctx ends; it returns once it listens, or why it cannot.
-func serveMetrics(ctx context.Context, addr string, s *sink.Sink, stderr io.Writer) (stop func(), err error) {
+func serveMetrics(ctx context.Context, addr string, s *sink.Sink, log *slog.Logger) (stop func(), err error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("-metrics: %w", err)
@@ -30,12 +30,13 @@ func serveMetrics(ctx context.Context, addr string, s *sink.Sink, stderr io.Writ
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { health(w, s.Stats()) })
+	log.Info("serving metrics", "url", "http://"+ln.Addr().String()+"/metrics")
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			fmt.Fprintf(stderr, "logsink: metrics: %v\n", err)
+			log.Error("metrics server stopped", "err", err)
 		}
 	}()
 	return func() {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/logfan/logfan/internal/brokertest"
 )
@@ -84,4 +85,38 @@ func recordsOnce(t *testing.T, path string) map[string]bool {
 		seen[m.Msg] = true
 	}
 	return seen
+}
+
+// TestRotateEvery: with -rotate-every, a record written after the
+// interval goes to a new file and the old one is kept beside it, each
+// holding its records whole; -max-size 0 turns off rotation by size.
+func TestRotateEvery(t *testing.T) {
+	url := brokertest.URL(t)
+	ex := brokertest.Name("test-rotate")
+	dir := t.TempDir()
+	path := filepath.Join(dir, "app.log")
+	cmd, stderr, _ := startLogsink(t, "-url", url, "-exchange", ex, "-file", path, "-max-size", "0", "-rotate-every", "1s")
+	lines := func() int {
+		b, _ := os.ReadFile(path)
+		return strings.Count(string(b), "\n")
+	}
+	emit(t, url, ex, "before")
+	brokertest.WaitFor(t, wait, "the first record", func() bool { return lines() == 1 })
+	time.Sleep(1200 * time.Millisecond) // the interval under test must pass
+	emit(t, url, ex, "after")
+	brokertest.WaitFor(t, wait, "the second record", func() bool {
+		b, _ := os.ReadFile(path)
+		return strings.Contains(string(b), "after")
+	})
+	cmd.Process.Signal(syscall.SIGTERM)
+	cmd.Wait()
+	files, _ := filepath.Glob(filepath.Join(dir, "app*"))
+	if len(files) != 2 {
+		t.Fatalf("files %q, want app.log and one rotated file\n%s", files, stderr)
+	}
+	for _, f := range files {
+		if got := recordsOnce(t, f); len(got) != 1 {
+			t.Errorf("%s holds %v, want one record", f, got)
+		}
+	}
 }

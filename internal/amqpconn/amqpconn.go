@@ -11,6 +11,8 @@ import (
 	"net"
 	neturl "net/url"
 	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -20,15 +22,47 @@ import (
 // DefaultURL is used when neither the caller nor AMQP_URL names a broker.
 const DefaultURL = "amqp://guest:guest@localhost:5672/"
 
-// URLFromEnv returns url, else $AMQP_URL, else DefaultURL.
-func URLFromEnv(url string) string {
+// URLFromEnv returns url, else $AMQP_URL, else the URL in the file
+// $AMQP_URL_FILE names (see ReadURLFile), else DefaultURL.
+func URLFromEnv(url string) (string, error) {
 	if url != "" {
-		return url
+		return url, nil
 	}
-	if env := os.Getenv("AMQP_URL"); env != "" {
-		return env
+	env, file := os.Getenv("AMQP_URL"), os.Getenv("AMQP_URL_FILE")
+	switch {
+	case env != "" && file != "":
+		return "", errors.New("AMQP_URL and AMQP_URL_FILE are both set: unset one")
+	case env != "":
+		return env, nil
+	case file != "":
+		return ReadURLFile(file)
 	}
-	return DefaultURL
+	return DefaultURL, nil
+}
+
+// ReadURLFile reads a broker URL, or several, from a file: one per line
+// or comma-separated, surrounding space ignored. It keeps a password out
+// of the command line, the environment and the shell's history. A name
+// without a slash is looked up in $CREDENTIALS_DIRECTORY when systemd set
+// it (LoadCredential=). Errors name the file, never its contents.
+func ReadURLFile(path string) (string, error) {
+	if dir := os.Getenv("CREDENTIALS_DIRECTORY"); dir != "" && !strings.Contains(path, "/") {
+		path = filepath.Join(dir, path)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("broker URL file: %w", err)
+	}
+	var urls []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if line = strings.TrimSpace(line); line != "" {
+			urls = append(urls, line)
+		}
+	}
+	if len(urls) == 0 {
+		return "", fmt.Errorf("broker URL file %s is empty", path)
+	}
+	return strings.Join(urls, ","), nil
 }
 
 // Config says how to reach the broker.

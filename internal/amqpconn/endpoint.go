@@ -28,7 +28,11 @@ type Endpoint struct {
 // error naming what is invalid, never showing the password.
 func (e Endpoint) WithDefaults() (Endpoint, error) {
 	if len(e.URLs) == 0 {
-		e.URLs = SplitURLs(URLFromEnv(e.URL))
+		u, err := URLFromEnv(e.URL)
+		if err != nil {
+			return e, err
+		}
+		e.URLs = SplitURLs(u)
 	}
 	e.URLs = slices.Clone(e.URLs)
 	e.URL = JoinURLs(e.URLs)

@@ -1,6 +1,8 @@
 package amqpconn
 
 import (
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -70,5 +72,37 @@ func TestEndpointTakesAList(t *testing.T) {
 	ep, err = Endpoint{URL: "ignored", URLs: []string{"amqp://c/"}}.WithDefaults()
 	if err != nil || ep.URL != "amqp://c/" {
 		t.Errorf("URLs over URL: %+v, %v", ep, err)
+	}
+}
+
+func TestURLFromEnvAndFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "amqp-url")
+	if err := os.WriteFile(path, []byte("  amqp://u:p@a/\n\namqps://u:p@b/\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("AMQP_URL", "")
+	t.Setenv("AMQP_URL_FILE", path)
+	if got, err := URLFromEnv(""); err != nil || got != "amqp://u:p@a/,amqps://u:p@b/" {
+		t.Errorf("from AMQP_URL_FILE: %q, %v", got, err)
+	}
+	if got, _ := URLFromEnv("amqp://given/"); got != "amqp://given/" {
+		t.Errorf("a URL given wins: got %q", got)
+	}
+	t.Setenv("AMQP_URL", "amqp://env/")
+	if _, err := URLFromEnv(""); err == nil {
+		t.Error("AMQP_URL and AMQP_URL_FILE both set: no error")
+	}
+	// systemd's LoadCredential= puts the file in $CREDENTIALS_DIRECTORY.
+	t.Setenv("CREDENTIALS_DIRECTORY", dir)
+	if got, err := ReadURLFile("amqp-url"); err != nil || !strings.HasPrefix(got, "amqp://u:p@a/") {
+		t.Errorf("from the credentials directory: %q, %v", got, err)
+	}
+	empty := filepath.Join(dir, "empty")
+	os.WriteFile(empty, []byte("\n \n"), 0o600)
+	for _, bad := range []string{empty, filepath.Join(dir, "missing")} {
+		if _, err := ReadURLFile(bad); err == nil || !strings.Contains(err.Error(), bad) {
+			t.Errorf("ReadURLFile(%q): %v, want an error naming it", bad, err)
+		}
 	}
 }

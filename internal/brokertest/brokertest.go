@@ -39,7 +39,7 @@ var (
 // commands and programs the tests start, checks that no goroutine is left
 // behind, and runs cleanup, when not nil, last.
 func Main(m *testing.M, cleanup func()) {
-	base := amqpconn.URLFromEnv("")
+	base, _ := amqpconn.URLFromEnv("")
 	vhost = Name("logfan-test")
 	vhostErr = addVhost(base, vhost)
 	if vhostErr == nil {

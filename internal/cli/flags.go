@@ -1,11 +1,15 @@
 package cli
 
 import (
+	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
 	"runtime"
 	"runtime/debug"
 	"strings"
+
+	"github.com/logfan/logfan/internal/amqpconn"
 )
 
 // ParseLevel parses a -level flag: slog's names, with an optional offset.
@@ -53,4 +57,25 @@ func Version(name string) string {
 		v += fmt.Sprintf(" (revision %.12s%s, %s)", rev, dirty, at)
 	}
 	return v + " " + info.GoVersion
+}
+
+// URLFlags registers -url and -url-file on fs. The function it returns
+// gives the URL they name after parsing, "" leaving the default to the
+// library ($AMQP_URL, $AMQP_URL_FILE, then localhost), or a usage error.
+func URLFlags(fs *flag.FlagSet) func() (string, error) {
+	url := fs.String("url", "", "broker `URL`, or a comma-separated list to fail over between (default $AMQP_URL, else the file $AMQP_URL_FILE names, else "+amqpconn.Redact(amqpconn.DefaultURL)+")")
+	file := fs.String("url-file", "", "read the broker URL, or one per line, from this `file`: the password stays out of ps and shell history (a bare name is looked up in $CREDENTIALS_DIRECTORY)")
+	return func() (string, error) {
+		switch {
+		case *url != "" && *file != "":
+			return "", Usage(errors.New("-url and -url-file exclude each other"))
+		case *file != "":
+			u, err := amqpconn.ReadURLFile(*file)
+			if err != nil {
+				return "", Usage(err)
+			}
+			return u, nil
+		}
+		return *url, nil
+	}
 }
