@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"time"
 	"unicode/utf8"
+
+	"github.com/logfan/logfan/internal/wire"
 )
 
 // Formats for the screen.
@@ -129,12 +131,14 @@ func AppendText(buf []byte, r *Record, color bool) []byte {
 	buf = append(buf, ' ')
 	buf = appendEscaped(buf, r.Msg(), false)
 	for _, a := range r.Attrs() {
-		buf = appendAttr(buf, "", a)
+		buf = appendAttr(buf, "", a, r.durations)
 	}
 	return append(buf, '\n')
 }
 
-func appendAttr(buf []byte, prefix string, a slog.Attr) []byte {
+// appendAttr appends a as key=value; an integer whose key the producer
+// listed as a duration is shown as one (dur=1.5s).
+func appendAttr(buf []byte, prefix string, a slog.Attr, durations string) []byte {
 	v := a.Value.Resolve()
 	if v.Kind() == slog.KindGroup {
 		p := prefix
@@ -142,7 +146,7 @@ func appendAttr(buf []byte, prefix string, a slog.Attr) []byte {
 			p = prefix + a.Key + "."
 		}
 		for _, ga := range v.Group() {
-			buf = appendAttr(buf, p, ga)
+			buf = appendAttr(buf, p, ga, durations)
 		}
 		return buf
 	}
@@ -157,6 +161,9 @@ func appendAttr(buf []byte, prefix string, a slog.Attr) []byte {
 	case slog.KindString:
 		return appendValue(buf, v.String())
 	case slog.KindInt64:
+		if wire.IsDuration(durations, a.Key) {
+			return append(buf, time.Duration(v.Int64()).String()...)
+		}
 		return strconv.AppendInt(buf, v.Int64(), 10)
 	case slog.KindFloat64:
 		return strconv.AppendFloat(buf, v.Float64(), 'g', -1, 64)

@@ -15,6 +15,8 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/logfan/logfan/internal/brokertest"
+
 	"github.com/logfan/logfan/slogamqp"
 )
 
@@ -229,5 +231,29 @@ func TestBindingKeysDefaults(t *testing.T) {
 		if got := bindingKeys(tc.keys, tc.kind); !slices.Equal(got, tc.want) {
 			t.Errorf("bindingKeys(%q, %s) = %q, want %q", tc.keys, tc.kind, got, tc.want)
 		}
+	}
+}
+
+// TestTextShowsDurations: the handler lists a record's durations in its
+// headers, so the text screen shows took=1.5s where the JSON, and the
+// file, keep the nanoseconds that were published.
+func TestTextShowsDurations(t *testing.T) {
+	url := brokertest.URL(t)
+	ex := brokertest.Name("test-durations")
+	out := &memOutput{}
+	start(t, Options{URL: url, Exchange: ex, Outputs: []Output{out}})
+	h := newProducer(t, url, ex)
+	slog.New(h).With(slog.Duration("uptime", 2*time.Hour)).Info("served",
+		slog.Duration("took", 1500*time.Millisecond), slog.Int("n", 3), slog.Group("db", slog.Duration("wait", 250*time.Microsecond)))
+	waitFor(t, "the record", func() bool { return len(out.all()) == 1 })
+	r := out.all()[0]
+	text := string(AppendText(nil, &r, false))
+	for _, want := range []string{" uptime=2h0m0s ", " took=1.5s ", " n=3 ", " db.wait=250µs"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("text %q lacks %q", text, want)
+		}
+	}
+	if !strings.Contains(string(r.JSON), `"took":1500000000`) {
+		t.Errorf("JSON %s: want the nanoseconds as published", r.JSON)
 	}
 }

@@ -25,12 +25,13 @@ type Record struct {
 	// Malformed says why the body was not a clean record, or is "".
 	Malformed string
 
-	ts     time.Time // the AMQP timestamp or the time of receipt
-	parsed bool
-	time   time.Time
-	level  slog.Level
-	msg    string
-	attrs  []slog.Attr
+	ts        time.Time // the AMQP timestamp or the time of receipt
+	durations string    // top-level keys whose integers are durations (wire.HeaderDurations)
+	parsed    bool
+	time      time.Time
+	level     slog.Level
+	msg       string
+	attrs     []slog.Attr
 }
 
 // Time is the record's time, else the message's timestamp, else the time

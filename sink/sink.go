@@ -686,7 +686,7 @@ func (s *Sink) receive(d *amqp.Delivery) {
 		s.offset = off
 	}
 	meta := wire.ParseHeaders(d.Headers)
-	src := source{producer: meta.Producer, window: meta.Window, app: d.AppId, ts: ts}
+	src := source{producer: meta.Producer, window: meta.Window, app: d.AppId, ts: ts, durations: meta.Durations}
 	for seq, body := range wire.Records(d.Body, d.ContentType, meta.Seq) {
 		contentType := d.ContentType
 		if contentType == wire.ContentTypeNDJSON {
@@ -701,6 +701,7 @@ type source struct {
 	producer, app string
 	window        uint64
 	ts            time.Time
+	durations     string // wire.HeaderDurations
 }
 
 func (s *Sink) receiveRecord(body []byte, contentType string, src source, seq uint64) {
@@ -724,6 +725,7 @@ func (s *Sink) receiveRecord(body []byte, contentType string, src source, seq ui
 		}
 	}
 	rec := Decode(body, contentType, ts, s.opts.MaxBody)
+	rec.durations = src.durations
 	if rec.Malformed != "" {
 		s.malformed.Add(1)
 	}

@@ -8,7 +8,9 @@ import (
 	"log/slog"
 	"reflect"
 	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 )
@@ -22,16 +24,18 @@ import (
 type format struct {
 	addSource bool
 	replace   func(groups []string, a slog.Attr) slog.Attr
-	pre       []byte   // attributes from WithAttrs, with the groups they opened
-	groups    []string // every WithGroup name, in order
-	nOpen     int      // how many of groups pre opened
+	pre       []byte                 // attributes from WithAttrs, with the groups they opened
+	groups    []string               // every WithGroup name, in order
+	nOpen     int                    // how many of groups pre opened
+	preDurs   string                 // keys of pre's durations, comma-separated
+	lastDurs  atomic.Pointer[string] // the last durations list, reused while it repeats
 }
 
 func (f *format) clone() *format {
-	f2 := *f
+	f2 := &format{addSource: f.addSource, replace: f.replace, nOpen: f.nOpen, preDurs: f.preDurs}
 	f2.pre = f.pre[:len(f.pre):len(f.pre)]
 	f2.groups = f.groups[:len(f.groups):len(f.groups)]
-	return &f2
+	return f2
 }
 
 // withAttrs returns f with as formatted into its pre-formatted attributes.
@@ -42,12 +46,15 @@ func (f *format) withAttrs(as []slog.Attr) *format {
 	f2 := f.clone()
 	s := f2.newState(f2.pre)
 	defer s.free()
+	durs := []byte(f2.preDurs)
+	s.durs = &durs
 	s.sep = len(f2.pre) > 0 && f2.pre[len(f2.pre)-1] != '{'
 	s.openGroups()
 	if !s.appendAttrs(as) {
 		return f // every attribute was empty: nothing to add
 	}
 	f2.pre = s.buf
+	f2.preDurs = string(durs)
 	f2.nOpen = len(f2.groups)
 	return f2
 }
@@ -70,9 +77,10 @@ func (f *format) withGroup(name string) *format {
 }
 
 // encode appends r as one JSON object, without a newline.
-func (f *format) encode(buf []byte, r slog.Record) []byte {
+func (f *format) encode(buf []byte, r slog.Record, fromCtx []slog.Attr, durs *[]byte) []byte {
 	s := f.newState(buf)
 	defer s.free()
+	s.durs = durs
 	s.buf = append(s.buf, '{')
 	groups := s.groups
 	s.groups = nil // ReplaceAttr sees no groups for the built-in attributes
@@ -104,6 +112,9 @@ func (f *format) encode(buf []byte, r slog.Record) []byte {
 	} else {
 		s.appendAttr(slog.String(slog.MessageKey, r.Message))
 	}
+	for _, a := range fromCtx {
+		s.appendAttr(a)
+	}
 	s.groups = groups
 	s.appendNonBuiltIns(r)
 	return s.buf
@@ -115,6 +126,7 @@ type state struct {
 	buf    []byte
 	sep    bool      // a comma goes before the next key
 	groups *[]string // the open groups, for ReplaceAttr
+	durs   *[]byte   // when not nil, gets the key of every duration written
 }
 
 var groupPool = sync.Pool{New: func() any { s := make([]string, 0, 10); return &s }}
@@ -228,6 +240,9 @@ func (s *state) appendAttr(a slog.Attr) bool {
 	if a.Value.Kind() != slog.KindGroup {
 		s.appendKey(a.Key)
 		s.appendValue(a.Value)
+		if a.Value.Kind() == slog.KindDuration {
+			s.noteDuration(a.Key)
+		}
 		return true
 	}
 	attrs := a.Value.Group()
@@ -246,6 +261,36 @@ func (s *state) appendAttr(a slog.Attr) bool {
 		s.closeGroup()
 	}
 	return true
+}
+
+// noteDuration adds key to the record's durations list (wire.HeaderDurations).
+func (s *state) noteDuration(key string) {
+	if s.durs == nil || strings.Contains(key, ",") {
+		return
+	}
+	if len(*s.durs) > 0 {
+		*s.durs = append(*s.durs, ',')
+	}
+	*s.durs = append(*s.durs, key...)
+}
+
+// durations is the list of a record's durations keys: those of the
+// attributes from WithAttrs, then its own. A list that repeats, as it does
+// for records logged at one place, is the same string: no allocation.
+func (f *format) durations(own []byte) string {
+	if len(own) == 0 {
+		return f.preDurs
+	}
+	if last := f.lastDurs.Load(); last != nil && len(*last) == len(f.preDurs)+len(own)+min(len(f.preDurs), 1) &&
+		strings.HasPrefix(*last, f.preDurs) && (*last)[len(*last)-len(own):] == string(own) {
+		return *last
+	}
+	d := string(own)
+	if f.preDurs != "" {
+		d = f.preDurs + "," + d
+	}
+	f.lastDurs.Store(&d)
+	return d
 }
 
 func sourceGroup(src *slog.Source) slog.Value {

@@ -41,7 +41,7 @@ func FuzzMatchesJSONHandler(f *testing.F) {
 		r := slog.NewRecord(b.time(), slog.Level(int(b.next())-128), str, 0)
 		r.AddAttrs(b.attrs(3)...)
 		jh.Handle(context.Background(), r)
-		got := f.(*Handler).f.encode(nil, r)
+		got := f.(*Handler).f.encode(nil, r, nil, nil)
 		if string(got)+"\n" != want.String() {
 			t.Fatalf("\n got %s\nwant %s", got, want.String())
 		}

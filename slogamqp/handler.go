@@ -75,8 +75,13 @@ func (h *Handler) Handle(ctx context.Context, r slog.Record) error {
 		ctx = context.Background()
 	}
 	sc := scratches.Get().(*scratch)
-	sc.buf = h.f.encode(sc.buf[:0], r)
-	e := entry{time: r.Time, level: r.Level}
+	var fromCtx []slog.Attr
+	if h.s.opts.ContextAttrs != nil {
+		fromCtx = h.s.opts.ContextAttrs(ctx)
+	}
+	sc.durs = sc.durs[:0]
+	sc.buf = h.f.encode(sc.buf[:0], r, fromCtx, &sc.durs)
+	e := entry{time: r.Time, level: r.Level, durations: h.f.durations(sc.durs)}
 	if h.s.opts.RoutingKey != nil {
 		e.key = h.s.opts.RoutingKey(r)
 	}
@@ -109,6 +114,7 @@ func (h *Handler) WithGroup(name string) slog.Handler {
 // evicted for it, pooled so that Handle allocates nothing.
 type scratch struct {
 	buf     []byte
+	durs    []byte // keys of the record's durations
 	evicted []entry
 }
 

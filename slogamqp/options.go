@@ -1,6 +1,7 @@
 package slogamqp
 
 import (
+	"context"
 	"crypto/tls"
 	"fmt"
 	"log/slog"
@@ -93,6 +94,11 @@ type Options struct {
 	// does. It may be called more than once for an attribute given to
 	// WithAttrs. Default: nil.
 	ReplaceAttr func(groups []string, a slog.Attr) slog.Attr
+	// ContextAttrs gives attributes from the context of each record, such
+	// as a trace or request id, placed at the top level after the message
+	// whatever the logger's groups, as the samber handlers' AttrFromContext
+	// does. ReplaceAttr sees them with no groups. Default: nil.
+	ContextAttrs func(ctx context.Context) []slog.Attr
 
 	// BufferRecords bounds the records held in memory: those waiting to be
 	// sent and those sent but not yet confirmed. Default: 16384.

@@ -311,6 +311,8 @@ func (p *publisher) publish(ch *amqp.Channel, m *message) error {
 	meta := wire.Meta{Level: m.level.String(), Producer: p.producer, Seq: m.seq, Window: p.window}
 	if p.opts.Batch != nil {
 		meta.Records = m.records
+	} else {
+		meta.Durations = m.durations
 	}
 	meta.SetHeaders(p.headers)
 	mode := amqp.Transient

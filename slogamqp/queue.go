@@ -16,6 +16,8 @@ type entry struct {
 	level  slog.Level
 	key    string // routing key
 	report bool   // a drop report: outside the buffer's limits and counts
+	// durations lists the record's duration attributes (wire.HeaderDurations).
+	durations string
 }
 
 // message is what the publisher sends: one record, a drop report or, in
@@ -34,6 +36,8 @@ type message struct {
 	time    time.Time
 	level   slog.Level
 	key     string
+	// durations lists a single record's duration attributes; "" in a batch.
+	durations string
 }
 
 // bodies recycles record bodies, so that a steady stream of records
@@ -257,7 +261,7 @@ func (q *queue) take() (message, bool) {
 		return message{}, false
 	}
 	e := q.pending.pop()
-	m := message{body: e.body, records: 1, report: e.report, time: e.time, level: e.level, key: e.key}
+	m := message{body: e.body, records: 1, report: e.report, time: e.time, level: e.level, key: e.key, durations: e.durations}
 	if !e.report {
 		m.bytes = cap(*e.body)
 		q.pendBytes -= m.bytes

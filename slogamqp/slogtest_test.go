@@ -1,8 +1,10 @@
 package slogamqp
 
 import (
+	"context"
 	"encoding/json"
 	"log/slog"
+	"strings"
 	"testing"
 	"testing/slogtest"
 )
@@ -30,4 +32,60 @@ func decode(t *testing.T, body string) map[string]any {
 		t.Fatalf("body %q: %v", body, err)
 	}
 	return m
+}
+
+type traceKey struct{}
+
+// traceAttrs is a ContextAttrs as a tracing library's would be.
+func traceAttrs(ctx context.Context) []slog.Attr {
+	if id, ok := ctx.Value(traceKey{}).(string); ok {
+		return []slog.Attr{slog.String("trace_id", id)}
+	}
+	return nil
+}
+
+// TestSlogtestWithContextAttrs: the conformance tests still pass with
+// ContextAttrs set (slogtest's contexts carry no trace, so it adds none).
+func TestSlogtestWithContextAttrs(t *testing.T) {
+	var h *Handler
+	slogtest.Run(t, func(t *testing.T) slog.Handler {
+		h = offline(t, &Options{ContextAttrs: traceAttrs})
+		return h
+	}, func(t *testing.T) map[string]any {
+		b := h.bodies()
+		if len(b) != 1 {
+			t.Fatalf("buffered %d records, want 1", len(b))
+		}
+		return decode(t, b[0])
+	})
+}
+
+// TestContextAttrs: the context's attributes are at the top level, after
+// the message and before the logger's own, whatever its groups; ReplaceAttr
+// sees them without groups.
+func TestContextAttrs(t *testing.T) {
+	var groups [][]string
+	h := offline(t, &Options{ContextAttrs: traceAttrs, ReplaceAttr: func(g []string, a slog.Attr) slog.Attr {
+		if a.Key == "trace_id" {
+			groups = append(groups, g)
+		}
+		return a
+	}})
+	ctx := context.WithValue(context.Background(), traceKey{}, "4bf92f3577b34da6")
+	l := slog.New(h).With("svc", "api").WithGroup("http")
+	l.InfoContext(ctx, "served", "status", 200)
+	l.Info("no trace")
+	b := h.bodies()
+	if len(b) != 2 {
+		t.Fatalf("buffered %d records", len(b))
+	}
+	if want := `"msg":"served","trace_id":"4bf92f3577b34da6","svc":"api","http":{"status":200}}`; !strings.HasSuffix(b[0], want) {
+		t.Errorf("body %s, want it to end %s", b[0], want)
+	}
+	if strings.Contains(b[1], "trace_id") {
+		t.Errorf("a record without a trace got one: %s", b[1])
+	}
+	if len(groups) != 1 || len(groups[0]) != 0 {
+		t.Errorf("ReplaceAttr saw trace_id in groups %q, want once with none", groups)
+	}
 }

@@ -14,6 +14,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -21,11 +22,14 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/logfan/logfan/internal/cli"
+	"github.com/logfan/logfan/internal/logrecord"
 	"github.com/logfan/logfan/slogamqp"
 )
 
@@ -58,6 +62,7 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	durable := fs.Bool("durable-exchange", false, "declare the exchange durable, as sinks with -durable-exchange do")
 	routingKey := fs.String("routing-key", "", "routing `key` of every record (default: the record's level, on a direct or topic exchange)")
 	level := fs.String("level", "info", "`level` of the records: debug, info, warn, error, or e.g. warn+2")
+	asJSON := fs.Bool("json", false, "read each line as a JSON object (time, level, msg and typed attributes), as a program logging JSON writes it")
 	version := fs.Bool("version", false, "print the version and exit")
 	timeout := fs.Duration("timeout", 10*time.Second, "how long to wait for the broker, for room while reading and for the last confirms at the end (`duration`)")
 	fs.Usage = func() {} // a bad flag gets one line, from exitCode
@@ -118,6 +123,12 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			if n > len(line) {
 				in.cut++
 				logger.LogAttrs(ctx, lv, string(line), slog.String("malformed", fmt.Sprintf("line of %d bytes cut to %d", n, len(line))))
+			} else if *asJSON {
+				r, ok := jsonRecord(line, lv, time.Now())
+				if !ok {
+					in.notJSON++
+				}
+				h.Handle(ctx, r)
 			} else {
 				logger.LogAttrs(ctx, lv, string(line))
 			}
@@ -132,7 +143,69 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 
 	closeCtx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
+	if in.notJSON > 0 {
+		fmt.Fprintf(stderr, "emitlog: %d lines were not a JSON object and were sent as messages\n", in.notJSON)
+	}
 	return in.result(h.Close(closeCtx))
+}
+
+// jsonRecord is the record a line that is a JSON object describes:
+// "time", "level" and "msg" taken as such (level names as slog's, or
+// warning, fatal, critical, trace), every other member an attribute, typed
+// as JSON has it, nested objects as groups. A time, level or msg in
+// another form is kept as source_time, source_level or source_msg, so that
+// no key appears twice. A line that is not a JSON object becomes the
+// message of a record, and ok is false.
+func jsonRecord(line []byte, lv slog.Level, now time.Time) (r slog.Record, ok bool) {
+	r = slog.NewRecord(now, lv, "", 0)
+	var kept []slog.Attr
+	attrs, err := logrecord.Object(line, func(key string, raw json.RawMessage) bool {
+		switch key {
+		case slog.TimeKey, slog.LevelKey, slog.MessageKey:
+			if !claim(&r, key, raw) {
+				kept = append(kept, slog.Attr{Key: "source_" + key, Value: logrecord.Value(raw)})
+			}
+			return true
+		}
+		return false
+	})
+	if err != nil {
+		r.Message = string(line)
+		return r, false
+	}
+	r.AddAttrs(append(kept, attrs...)...)
+	return r, true
+}
+
+// claim sets r's time, level or message from raw, if it has their form.
+func claim(r *slog.Record, key string, raw json.RawMessage) bool {
+	var s string
+	if json.Unmarshal(raw, &s) != nil {
+		return false
+	}
+	switch key {
+	case slog.TimeKey:
+		t, err := time.Parse(time.RFC3339Nano, s)
+		if err == nil {
+			r.Time = t
+		}
+		return err == nil
+	case slog.LevelKey:
+		l, ok := levelAliases[strings.ToLower(s)]
+		if !ok && l.UnmarshalText([]byte(s)) != nil {
+			return false
+		}
+		r.Level = l
+		return true
+	}
+	r.Message = s
+	return true
+}
+
+// levelAliases are level names other loggers write.
+var levelAliases = map[string]slog.Level{
+	"trace": slog.LevelDebug - 4, "warning": slog.LevelWarn, "err": slog.LevelError,
+	"critical": slog.LevelError + 4, "fatal": slog.LevelError + 4, "panic": slog.LevelError + 8,
 }
 
 // maxLine is the longest line sent whole: RabbitMQ 4's default maximum
@@ -145,6 +218,7 @@ const bufferBytes = 64 << 20
 // input is what reading the input left to report.
 type input struct {
 	cut     int   // lines longer than maxLine, sent cut
+	notJSON int   // with -json, lines that were not a JSON object, sent as messages
 	stopped bool  // reading stopped because a record was dropped
 	readErr error // reading stdin failed
 }
@@ -221,7 +295,8 @@ func trimEOL(b []byte) []byte {
 }
 
 // SplitArgs splits command-line words into the message and the attributes
-// given as key=value at the end.
+// given as key=value at the end, typed as JSON would read them (see
+// typed): n=1 is a number, ok=true a boolean, n='"1"' the string "1".
 func SplitArgs(words []string) (msg string, attrs []slog.Attr) {
 	i := len(words)
 	for i > 0 {
@@ -233,9 +308,40 @@ func SplitArgs(words []string) (msg string, attrs []slog.Attr) {
 	}
 	for _, w := range words[i:] {
 		k, v, _ := strings.Cut(w, "=")
-		attrs = append(attrs, slog.String(k, v))
+		attrs = append(attrs, slog.Attr{Key: k, Value: typed(v)})
 	}
 	return strings.Join(words[:i], " "), attrs
+}
+
+// jsonNumber is a number as JSON writes it: no leading zeros (007 is a
+// code, not seven), no hex, no infinity.
+var jsonNumber = regexp.MustCompile(`^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?$`)
+
+// typed reads an attribute's value: true and false as booleans, JSON
+// numbers as integers (those that fit in 64 bits) or floats, a JSON
+// string literal ("...") as the string it holds, which is how to force a
+// string, and anything else as itself.
+func typed(v string) slog.Value {
+	switch {
+	case v == "true" || v == "false":
+		return slog.BoolValue(v == "true")
+	case jsonNumber.MatchString(v):
+		if n, err := strconv.ParseInt(v, 10, 64); err == nil && v != "-0" {
+			return slog.Int64Value(n)
+		}
+		if !strings.ContainsAny(v, ".eE") && v != "-0" {
+			return slog.StringValue(v) // an integer too long to be a number: an id
+		}
+		if f, err := strconv.ParseFloat(v, 64); err == nil {
+			return slog.Float64Value(f)
+		}
+	case len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"':
+		var s string
+		if json.Unmarshal([]byte(v), &s) == nil {
+			return slog.StringValue(s)
+		}
+	}
+	return slog.StringValue(v)
 }
 
 // isKey accepts the keys people type: letters, digits, '_', '-' and '.',

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -29,7 +30,10 @@ func TestSplitArgs(t *testing.T) {
 		attrs []slog.Attr
 	}{
 		{[]string{"Info:", "Hello", "World"}, "Info: Hello World", nil},
-		{[]string{"disk", "full", "dev=sda1", "pct=99"}, "disk full", []slog.Attr{slog.String("dev", "sda1"), slog.String("pct", "99")}},
+		{[]string{"disk", "full", "dev=sda1", "pct=99"}, "disk full", []slog.Attr{slog.String("dev", "sda1"), slog.Int64("pct", 99)}},
+		{[]string{"typed", "n=-3", "f=1.5", "e=2e3", "ok=true", "no=false", "zip=007", "id=123456789012345678901", "s=\"1\"", "t=\"true\"", "q=\"open"},
+			"typed", []slog.Attr{slog.Int64("n", -3), slog.Float64("f", 1.5), slog.Float64("e", 2000), slog.Bool("ok", true), slog.Bool("no", false),
+				slog.String("zip", "007"), slog.String("id", "123456789012345678901"), slog.String("s", "1"), slog.String("t", "true"), slog.String("q", "\"open")}},
 		{[]string{"1+1=2", "is", "maths"}, "1+1=2 is maths", nil},
 		{[]string{"a=b", "then", "c=d"}, "a=b then", []slog.Attr{slog.String("c", "d")}},
 		{[]string{"k=v=w"}, "", []slog.Attr{slog.String("k", "v=w")}},
@@ -42,7 +46,25 @@ func TestSplitArgs(t *testing.T) {
 	}
 }
 
+// sameValue reports whether v is what raw, typed, should give.
+func sameValue(v slog.Value, raw string) bool {
+	switch v.Kind() {
+	case slog.KindBool:
+		return strconv.FormatBool(v.Bool()) == raw
+	case slog.KindInt64:
+		return strconv.FormatInt(v.Int64(), 10) == raw
+	case slog.KindFloat64:
+		f, err := strconv.ParseFloat(raw, 64)
+		return err == nil && f == v.Float64()
+	case slog.KindString:
+		var s string
+		return v.String() == raw || (json.Unmarshal([]byte(raw), &s) == nil && s == v.String())
+	}
+	return false
+}
+
 func FuzzSplitArgs(f *testing.F) {
+	f.Add(`n=1 f=-0.5e3 ok=true s="1" zip=007 big=99999999999999999999`)
 	f.Add("Info: Hello World user=ada")
 	f.Add("a=b c =d e=")
 	f.Fuzz(func(t *testing.T, line string) {
@@ -53,8 +75,12 @@ func FuzzSplitArgs(f *testing.F) {
 		if msg != "" {
 			back = strings.Fields(msg)
 		}
-		for _, a := range attrs {
-			back = append(back, a.Key+"="+a.Value.String())
+		for i, a := range attrs {
+			_, raw, _ := strings.Cut(words[len(words)-len(attrs)+i], "=")
+			if !sameValue(a.Value, raw) {
+				t.Errorf("%s=%s became %v (%v)", a.Key, raw, a.Value, a.Value.Kind())
+			}
+			back = append(back, a.Key+"="+raw)
 		}
 		if strings.Join(back, " ") != strings.Join(words, " ") {
 			t.Errorf("SplitArgs(%q) = %q, %v", words, msg, attrs)
@@ -158,6 +184,36 @@ func TestURLFile(t *testing.T) {
 	}
 	if d := q.Next(t, 10*time.Second); !strings.Contains(string(d.Body), "from a file") {
 		t.Fatalf("got %s", d.Body)
+	}
+}
+
+// TestJSONLines: with -json, a program's JSON log lines become records
+// with their time, level, message and typed attributes; a line that is
+// not a JSON object is sent as a message, and counted.
+func TestJSONLines(t *testing.T) {
+	url := brokertest.URL(t)
+	ex := brokertest.Name("test-emitlog")
+	q := brokertest.Bind(t, ex, "fanout", "", true)
+	stdin := strings.NewReader(`{"time":"2026-12-01T10:00:00.5Z","level":"warning","msg":"slow","ms":1500,"ok":false,"req":{"id":"r1"}}
+{"level":7,"msg":"odd level","tags":["a","b"]}
+not json
+`)
+	var stderr bytes.Buffer
+	if err := Run(context.Background(), []string{"-url", url, "-exchange", ex, "-json"}, stdin, io.Discard, &stderr); err != nil {
+		t.Fatalf("Run: %v (%s)", err, stderr.String())
+	}
+	for _, want := range []string{
+		`{"time":"2026-12-01T10:00:00.5Z","level":"WARN","msg":"slow","ms":1500,"ok":false,"req":{"id":"r1"}}`,
+		`"level":"INFO","msg":"odd level","source_level":7,"tags":"[\"a\",\"b\"]"}`,
+		`"level":"INFO","msg":"not json"}`,
+	} {
+		d := q.Next(t, 10*time.Second)
+		if got := string(d.Body); got != want && (strings.HasPrefix(want, "{") || !strings.HasSuffix(got, want)) {
+			t.Errorf("got  %s\nwant %s", d.Body, want)
+		}
+	}
+	if !strings.Contains(stderr.String(), "1 lines were not a JSON object") {
+		t.Errorf("stderr: %q", stderr.String())
 	}
 }
 

@@ -53,3 +53,19 @@ func TestTopicRouting(t *testing.T) {
 		t.Errorf("the sink bound to # wrote %v\n%s", got, allOut)
 	}
 }
+
+// TestColorFlag: -color always colours the level even on a pipe, and
+// -color never leaves it plain.
+func TestColorFlag(t *testing.T) {
+	url := brokertest.URL(t)
+	for mode, want := range map[string]bool{"always": true, "never": false} {
+		ex := brokertest.Name("test-color")
+		cmd, _, stdout := startLogsink(t, "-url", url, "-exchange", ex, "-stdout", "-color", mode)
+		emit(t, url, ex, "coloured?")
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+		if got := strings.Contains(stdout.String(), "\x1b["); got != want || !strings.Contains(stdout.String(), "coloured?") {
+			t.Errorf("-color %s: %q", mode, stdout.String())
+		}
+	}
+}

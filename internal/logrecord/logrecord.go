@@ -49,6 +49,15 @@ func Parse(body []byte) (slog.Record, error) {
 	return r, nil
 }
 
+// Object decodes a JSON object into attributes, in their order; top, when
+// not nil, may claim a top-level member instead, which is then left out.
+func Object(data []byte, top func(key string, raw json.RawMessage) bool) ([]slog.Attr, error) {
+	return object(data, 0, top)
+}
+
+// Value is a JSON value as an attribute's: objects become groups.
+func Value(raw json.RawMessage) slog.Value { return value(raw, 0) }
+
 // object decodes a JSON object into attributes. top, when not nil, may
 // claim a member instead.
 func object(data []byte, depth int, top func(string, json.RawMessage) bool) ([]slog.Attr, error) {

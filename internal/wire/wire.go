@@ -27,6 +27,11 @@ const (
 	// message: a consumer that remembers that many seqs per producer never
 	// writes a record twice.
 	HeaderWindow = "window"
+	// HeaderDurations lists, comma-separated, the keys (the last part of
+	// a grouped name) of a single record's attributes whose values are
+	// durations: JSON writes them as integer nanoseconds, and a screen can
+	// then show 1.5s. Absent when there are none, and in a batch.
+	HeaderDurations = "durations"
 )
 
 // LevelKey is a record's routing key on a direct or topic exchange, as
@@ -64,6 +69,9 @@ type Meta struct {
 	Seq      uint64 // of the first record; 0 when the producer numbers nothing
 	Records  int    // in a batch; 0 for a single record
 	Window   uint64
+	// Durations are the keys of a single record's duration attributes,
+	// comma-separated; "" for none, and always in a batch.
+	Durations string
 }
 
 // MessageID is the id of the message whose first record is seq: unique per
@@ -92,6 +100,24 @@ func (m Meta) SetHeaders(t amqp.Table) {
 	} else {
 		delete(t, HeaderRecords)
 	}
+	if m.Durations != "" {
+		t[HeaderDurations] = m.Durations
+	} else {
+		delete(t, HeaderDurations)
+	}
+}
+
+// IsDuration reports whether key is one of durations, a HeaderDurations
+// list.
+func IsDuration(durations, key string) bool {
+	for durations != "" {
+		var k string
+		k, durations, _ = strings.Cut(durations, ",")
+		if k == key {
+			return true
+		}
+	}
+	return false
 }
 
 // ParseHeaders reads what a message's headers say. Headers that are absent
@@ -109,6 +135,9 @@ func ParseHeaders(t amqp.Table) Meta {
 	}
 	m.Window = uint64(max(window, 0))
 	m.Records = int(max(records, 0))
+	if m.Records == 0 {
+		m.Durations, _ = t[HeaderDurations].(string)
+	}
 	return m
 }
 

@@ -19,8 +19,9 @@ func FuzzRoundTrip(f *testing.F) {
 		}
 		records := [][]byte{a}
 		body := a
-		m := Meta{Level: "INFO", Producer: "p", Seq: seq, Window: 100}
+		m := Meta{Level: "INFO", Producer: "p", Seq: seq, Window: 100, Durations: "dur,took"}
 		if batch {
+			m.Durations = "" // a batch's records have no list
 			records = append(records, b)
 			body = AppendRecord(AppendRecord(nil, 0, a), 1, b)
 			m.Records = 2
@@ -32,6 +33,9 @@ func FuzzRoundTrip(f *testing.F) {
 		m.SetHeaders(h)
 		if got := ParseHeaders(h); got != m {
 			t.Fatalf("headers read back %+v, want %+v", got, m)
+		}
+		if !batch && (!IsDuration(m.Durations, "took") || IsDuration(m.Durations, "to")) {
+			t.Fatalf("IsDuration(%q) wrong", m.Durations)
 		}
 		i := 0
 		for s, rec := range Records(body, m.ContentType(), seq) {
