@@ -20,6 +20,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/logfan/logfan/internal/amqpconn"
+	"github.com/logfan/logfan/internal/brokertest"
 	"github.com/logfan/logfan/sink"
 	"github.com/logfan/logfan/slogamqp"
 )
@@ -165,15 +166,11 @@ func (c *cluster) deleteQueue(t *testing.T, q string) {
 	})
 }
 
+// waitFor waits generously: a node stopping or starting takes seconds on
+// a loaded machine.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(2 * time.Minute)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	brokertest.WaitFor(t, 2*time.Minute, what, cond)
 }
 
 var seq int
@@ -216,7 +213,7 @@ func closeHandler(t *testing.T, h *slogamqp.Handler) {
 type fileSink struct {
 	*sink.Sink
 	path string
-	diag *lockedBuffer
+	diag *brokertest.Buffer
 	stop func()
 }
 
@@ -227,7 +224,7 @@ func newSink(t *testing.T, ex, q string, urls []string) *fileSink {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := &lockedBuffer{}
+	d := &brokertest.Buffer{}
 	s, err := sink.New(&sink.Options{
 		URLs: urls, Exchange: ex, Durable: true, Queue: q, Outputs: []sink.Output{f}, Diag: d,
 		MinBackoff: 50 * time.Millisecond, MaxBackoff: 2 * time.Second,
@@ -357,21 +354,4 @@ func watchFailover(from int, broker func() string) (wait func() time.Duration) {
 		got <- -1
 	}()
 	return func() time.Duration { return <-got }
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }

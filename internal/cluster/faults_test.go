@@ -3,6 +3,8 @@ package cluster
 import (
 	"testing"
 	"time"
+
+	"github.com/logfan/logfan/slogamqp"
 )
 
 // failoverBound is generous: the failover itself takes a dial, as the next
@@ -14,6 +16,29 @@ func checkFailover(t *testing.T, who string, d time.Duration) {
 	if d < 0 || d > failoverBound {
 		t.Errorf("%s failover took %v, want within %v", who, d, failoverBound)
 	}
+}
+
+// stopWhilePublishing logs n records through h and stops node n a third
+// of the way, returning the failover time of the client whose broker is
+// broker.
+func (c *cluster) stopWhilePublishing(t *testing.T, h *slogamqp.Handler, records, n int, broker func() string) time.Duration {
+	t.Helper()
+	third := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		publish(h, records, nil, func(i int) {
+			if i == records/3 {
+				close(third)
+			}
+		})
+	}()
+	<-third
+	failover := watchFailover(n, broker)
+	c.stop(t, n)
+	d := failover()
+	<-done
+	return d
 }
 
 // TestHandlerNodeStops: the node the handler publishes to stops while it
@@ -29,21 +54,7 @@ func TestHandlerNodeStops(t *testing.T) {
 	s := newSink(t, ex, q, []string{c.url(hn%nodes + 1)})
 
 	const n = 4000
-	third := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		publish(h, n, nil, func(i int) {
-			if i == n/3 {
-				close(third)
-			}
-		})
-	}()
-	<-third
-	failover := watchFailover(hn, func() string { return h.Stats().Broker })
-	c.stop(t, hn)
-	d := failover()
-	<-done
+	d := c.stopWhilePublishing(t, h, n, hn, func() string { return h.Stats().Broker })
 	closeHandler(t, h)
 	checkFailover(t, "the handler's", d)
 	o := s.check(t, n)
@@ -66,21 +77,7 @@ func TestSinkNodeStops(t *testing.T) {
 	h := newHandler(t, ex, c.urls(sn))
 
 	const n = 4000
-	third := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		publish(h, n, nil, func(i int) {
-			if i == n/3 {
-				close(third)
-			}
-		})
-	}()
-	<-third
-	failover := watchFailover(sn, func() string { return s.Stats().Broker })
-	c.stop(t, sn)
-	d := failover()
-	<-done
+	d := c.stopWhilePublishing(t, h, n, sn, func() string { return s.Stats().Broker })
 	closeHandler(t, h)
 	checkFailover(t, "the sink's", d)
 	o := s.check(t, n)
