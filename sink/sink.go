@@ -171,8 +171,14 @@ func (s Stats) Healthy() bool { return s.Broker != "" && s.Writing }
 
 // String gives the counters as key=value pairs, for a diagnostic line.
 func (s Stats) String() string {
-	return fmt.Sprintf("received=%d written=%d malformed=%d duplicates=%d filtered=%d missed=%d torn=%d reconnects=%d failovers=%d write_errors=%d held=%d",
-		s.Received, s.Written, s.Malformed, s.Duplicates, s.Filtered, s.Missed, s.Torn, s.Reconnects, s.Failovers, s.WriteErrors, s.Held)
+	var b strings.Builder
+	for i, a := range s.Attrs() {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString(a.String())
+	}
+	return b.String()
 }
 
 // Sink consumes records and writes them to its outputs.
