@@ -42,6 +42,14 @@ func main() {
 
 func exitCode(err error, stderr io.Writer) int { return cli.ExitCode("emitlog", err, stderr) }
 
+// batchOptions is the handler's batch mode when on, else nil.
+func batchOptions(on bool) *slogamqp.BatchOptions {
+	if !on {
+		return nil
+	}
+	return &slogamqp.BatchOptions{}
+}
+
 // fixedKey routes every record with key, or, for "", leaves the
 // handler's default.
 func fixedKey(key string) func(slog.Record) string {
@@ -62,6 +70,7 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	durable := fs.Bool("durable-exchange", false, "declare the exchange durable, as sinks with -durable-exchange do")
 	routingKey := fs.String("routing-key", "", "routing `key` of every record (default: the record's level, on a direct or topic exchange)")
 	level := fs.String("level", "info", "`level` of the records: debug, info, warn, error, or e.g. warn+2")
+	batch := fs.Bool("batch", false, "pack records into NDJSON messages of up to 1000 (batch mode): many times the records per second from a pipe")
 	asJSON := fs.Bool("json", false, "read each line as a JSON object (time, level, msg and typed attributes), as a program logging JSON writes it")
 	version := fs.Bool("version", false, "print the version and exit")
 	timeout := fs.Duration("timeout", 10*time.Second, "how long to wait for the broker, for room while reading and for the last confirms at the end (`duration`)")
@@ -99,6 +108,7 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		ExchangeKind: *kind,
 		Durable:      *durable,
 		RoutingKey:   fixedKey(*routingKey),
+		Batch:        batchOptions(*batch),
 		AppID:        "emitlog",
 		Level:        slog.LevelDebug,
 		// A command must not lose what it was given: wait for room, as

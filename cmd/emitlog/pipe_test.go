@@ -120,3 +120,41 @@ func TestTimeoutHoldsInAStalledHandshake(t *testing.T) {
 		t.Errorf("returned %v after %v with -timeout 500ms", err, d)
 	}
 }
+
+// TestBatchPipe is `seq 1 30000 | emitlog -batch`: every line arrives
+// once, packed into far fewer messages.
+func TestBatchPipe(t *testing.T) {
+	url := brokertest.URL(t)
+	ex := brokertest.Name("test-emitlog-batch")
+	q := brokertest.Bind(t, ex, "fanout", "", true)
+	var in strings.Builder
+	const n = 30000
+	for i := 1; i <= n; i++ {
+		in.WriteString(strconv.Itoa(i) + "\n")
+	}
+	var stderr bytes.Buffer
+	if err := Run(context.Background(), []string{"-url", url, "-exchange", ex, "-batch"}, strings.NewReader(in.String()), io.Discard, &stderr); err != nil {
+		t.Fatalf("Run: %v\n%s", err, stderr.String())
+	}
+	seen := map[string]bool{}
+	messages := 0
+	for len(seen) < n {
+		d := q.Next(t, 10*time.Second)
+		messages++
+		for _, line := range strings.Split(string(d.Body), "\n") {
+			var m struct{ Msg string }
+			if err := json.Unmarshal([]byte(line), &m); err != nil || seen[m.Msg] {
+				t.Fatalf("line %q: %v, or seen twice", line, err)
+			}
+			seen[m.Msg] = true
+		}
+	}
+	for i := 1; i <= n; i++ {
+		if !seen[strconv.Itoa(i)] {
+			t.Fatalf("line %d missing", i)
+		}
+	}
+	if messages >= n/10 {
+		t.Errorf("%d lines in %d messages: want batches", n, messages)
+	}
+}
