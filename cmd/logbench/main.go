@@ -74,6 +74,9 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	url := fs.String("url", "", "broker `URL` (default $AMQP_URL, else "+amqpconn.Redact(amqpconn.DefaultURL)+")")
 	duration := fs.Duration("duration", 5*time.Second, "how long each scenario publishes")
 	size := fs.Int("size", 200, "approximate `bytes` per record")
+	emitlog := fs.String("emitlog", "", "also measure `yes | head -n LINES | emitlog -batch`, running the emitlog binary at this `path`")
+	lines := fs.Int("lines", 5000000, "lines for the emitlog scenario")
+	cpuprofile := fs.String("cpuprofile", "", "write CPU profiles: `prefix`.producer for this process, prefix.sink.EXCHANGE for each sink child")
 	version := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -101,6 +104,15 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := amqpconn.ValidateURLs([]string{u}); err != nil {
 		return cli.Usage(err)
 	}
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile + ".producer")
+		if err != nil {
+			return err
+		}
+		pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
+		os.Setenv("LOGBENCH_SINK_CPUPROFILE", *cpuprofile+".sink")
+	}
 	dir, err := os.MkdirTemp("", "logbench")
 	if err != nil {
 		return err
@@ -118,6 +130,13 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("(a') bare loop with properties: %w", err)
 	}
 	results = append(results, base, withProps)
+	for _, confirms := range []bool{true, false} {
+		r, err := handWritten(ctx, u, dir, *duration, *size, confirms)
+		if err != nil {
+			return fmt.Errorf("(e) hand-written: %w", err)
+		}
+		results = append(results, r)
+	}
 	durable := slogamqp.Options{Persistent: true}
 	durableBatch := slogamqp.Options{Persistent: true, Batch: &slogamqp.BatchOptions{}}
 	for _, sc := range []struct {
@@ -140,17 +159,53 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		results = append(results, r)
 	}
 
-	fmt.Fprintf(stdout, "\n%-28s %12s %8s %8s %6s %9s %11s %11s %10s\n", "scenario", "records/s", "ratio", "dropped", "lost", "sink CPU", "sink RSS", "pub RSS", "max behind")
+	fmt.Fprintf(stdout, "\n%-32s %12s %8s %8s %6s %9s %11s %11s %10s\n", "scenario", "records/s", "ratio", "dropped", "lost", "sink CPU", "sink RSS", "pub RSS", "max behind")
 	for _, r := range results {
-		fmt.Fprintf(stdout, "%-28s %12.0f %7.2fx %8d %6d %8.0f%% %8d kB %8d kB %10d\n",
-			r.name, r.rate(), r.rate()/base.rate(), r.dropped, r.lost, 100*r.sinkCPU, r.sinkRSS, r.pubRSS, r.maxBehind)
+		printResult(stdout, r, base)
 	}
+	if *emitlog != "" {
+		r, err := emitlogBatch(ctx, u, dir, *emitlog, *lines)
+		if err != nil {
+			return fmt.Errorf("emitlog -batch: %w", err)
+		}
+		printResult(stdout, r, base)
+		results = append(results, r)
+	}
+	printTargets(stdout, results)
 	for _, r := range results {
 		if r.lost != 0 {
 			return fmt.Errorf("%s lost %d records", r.name, r.lost)
 		}
 	}
 	return nil
+}
+
+func printResult(w io.Writer, r result, base result) {
+	fmt.Fprintf(w, "%-32s %12.0f %7.2fx %8d %6d %8.0f%% %8d kB %8d kB %10d\n",
+		r.name, r.rate(), r.rate()/base.rate(), r.dropped, r.lost, 100*r.sinkCPU, r.sinkRSS, r.pubRSS, r.maxBehind)
+}
+
+// printTargets prints the ratios the performance targets are about.
+func printTargets(w io.Writer, results []result) {
+	rate := map[string]float64{}
+	for _, r := range results {
+		rate[r.name[:strings.IndexByte(r.name, ')')+1]] = r.rate()
+	}
+	fmt.Fprintln(w)
+	for _, t := range []struct {
+		what, of, to string
+		want         float64
+	}{
+		{"(b) / (e): handler and sink, confirms, against the hand-written equivalent", "(b)", "(e)", 0.9},
+		{"(c) / (e'): the same, confirms off", "(c)", "(e')", 0.95},
+		{"(d) / (a): batch mode against the bare loop", "(d)", "(a)", 20},
+		{"emitlog -batch / (a)", "(p)", "(a)", 20},
+	} {
+		if rate[t.of] == 0 || rate[t.to] == 0 {
+			continue
+		}
+		fmt.Fprintf(w, "%-76s %6.2fx (target >= %gx)\n", t.what, rate[t.of]/rate[t.to], t.want)
+	}
 }
 
 func payload(size int) string { return strings.Repeat("x", max(0, size-150)) }
@@ -401,6 +456,19 @@ func sinkChild(args []string) error {
 	if len(args) != 4 {
 		return cli.Usage(errors.New("-sink-child URL EXCHANGE FILE MODE"))
 	}
+	if path := os.Getenv("LOGBENCH_SINK_CPUPROFILE"); path != "" {
+		f, err := os.Create(path + "." + args[1])
+		if err != nil {
+			return err
+		}
+		pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
+	}
+	ctx, stop := signalContext()
+	defer stop()
+	if args[3] == "bare" {
+		return bareConsumer(ctx, args[0], args[1], args[2])
+	}
 	file, err := sink.NewFile(sink.FileOptions{Path: args[2], MaxSizeMB: 1 << 20})
 	if err != nil {
 		return err
@@ -417,16 +485,6 @@ func sinkChild(args []string) error {
 	if err != nil {
 		return err
 	}
-	if path := os.Getenv("LOGBENCH_SINK_CPUPROFILE"); path != "" {
-		f, err := os.Create(path + "." + args[1])
-		if err != nil {
-			return err
-		}
-		pprof.StartCPUProfile(f)
-		defer pprof.StopCPUProfile()
-	}
-	ctx, stop := signalContext()
-	defer stop()
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx) }()
 	<-connected

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -23,11 +25,16 @@ func TestMain(m *testing.M) {
 // record goes unaccounted for.
 func TestShortRun(t *testing.T) {
 	url := brokertest.URL(t)
+	emitlog := filepath.Join(t.TempDir(), "emitlog")
+	if out, err := exec.Command("go", "build", "-o", emitlog, "../emitlog").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
 	var out, errOut bytes.Buffer
-	if err := Run(context.Background(), []string{"-url", url, "-duration", "300ms"}, &out, &errOut); err != nil {
+	if err := Run(context.Background(), []string{"-url", url, "-duration", "300ms", "-emitlog", emitlog, "-lines", "3000"}, &out, &errOut); err != nil {
 		t.Fatalf("Run: %v\n%s%s", err, out.String(), errOut.String())
 	}
-	for _, want := range []string{"(a) bare", "(a') bare", "(b) handler", "(c) handler", "(d) handler", "(q) -queue sink", "(s) -stream sink", "records/s"} {
+	for _, want := range []string{"(a) bare", "(a') bare", "(e) hand-written", "(e') hand-written", "(b) handler", "(c) handler", "(d) handler",
+		"(q) -queue sink", "(s) -stream sink", "(p) emitlog -batch", "records/s", "(b) / (e)", "(c) / (e')", "(d) / (a)", "emitlog -batch / (a)"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())
 		}
