@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	neturl "net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -62,6 +63,7 @@ type result struct {
 	sinkRSS   int64 // kB
 	pubRSS    int64 // kB
 	maxBehind uint64
+	brokerCPU float64 // share of one core, -1 when the broker is not visible
 }
 
 func (r result) rate() float64 { return float64(r.records) / r.elapsed.Seconds() }
@@ -121,17 +123,28 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	fmt.Fprintf(stdout, "logbench: %d-byte records, %v per scenario, broker %s, %d CPUs\n", *size, *duration, amqpconn.Redact(u), numCPU())
 	var results []result
-	base, err := bare(u, *duration, *size, false)
+	broker := brokerPID(u)
+	// run runs a scenario and adds the broker's CPU share during it.
+	run := func(scenario func() (result, error)) (result, error) {
+		before := cpuSeconds(broker)
+		r, err := scenario()
+		r.brokerCPU = -1
+		if broker != 0 && r.elapsed > 0 {
+			r.brokerCPU = (cpuSeconds(broker) - before) / r.elapsed.Seconds()
+		}
+		return r, err
+	}
+	base, err := run(func() (result, error) { return bare(u, *duration, *size, false) })
 	if err != nil {
 		return fmt.Errorf("(a) bare loop: %w", err)
 	}
-	withProps, err := bare(u, *duration, *size, true)
+	withProps, err := run(func() (result, error) { return bare(u, *duration, *size, true) })
 	if err != nil {
 		return fmt.Errorf("(a') bare loop with properties: %w", err)
 	}
 	results = append(results, base, withProps)
 	for _, confirms := range []bool{true, false} {
-		r, err := handWritten(ctx, u, dir, *duration, *size, confirms)
+		r, err := run(func() (result, error) { return handWritten(ctx, u, dir, *duration, *size, confirms) })
 		if err != nil {
 			return fmt.Errorf("(e) hand-written: %w", err)
 		}
@@ -152,19 +165,19 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		{"(s) -stream sink", durable, "stream"},
 		{"(s') -stream sink, batch", durableBatch, "stream"},
 	} {
-		r, err := endToEnd(ctx, u, dir, sc.name, sc.opts, sc.mode, *duration, *size)
+		r, err := run(func() (result, error) { return endToEnd(ctx, u, dir, sc.name, sc.opts, sc.mode, *duration, *size) })
 		if err != nil {
 			return fmt.Errorf("%s: %w", sc.name, err)
 		}
 		results = append(results, r)
 	}
 
-	fmt.Fprintf(stdout, "\n%-32s %12s %8s %8s %6s %9s %11s %11s %10s\n", "scenario", "records/s", "ratio", "dropped", "lost", "sink CPU", "sink RSS", "pub RSS", "max behind")
+	fmt.Fprintf(stdout, "\n%-32s %12s %8s %8s %6s %9s %11s %11s %10s %11s\n", "scenario", "records/s", "ratio", "dropped", "lost", "sink CPU", "sink RSS", "pub RSS", "max behind", "broker CPU")
 	for _, r := range results {
 		printResult(stdout, r, base)
 	}
 	if *emitlog != "" {
-		r, err := emitlogBatch(ctx, u, dir, *emitlog, *lines)
+		r, err := run(func() (result, error) { return emitlogBatch(ctx, u, dir, *emitlog, *lines) })
 		if err != nil {
 			return fmt.Errorf("emitlog -batch: %w", err)
 		}
@@ -181,8 +194,12 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 }
 
 func printResult(w io.Writer, r result, base result) {
-	fmt.Fprintf(w, "%-32s %12.0f %7.2fx %8d %6d %8.0f%% %8d kB %8d kB %10d\n",
-		r.name, r.rate(), r.rate()/base.rate(), r.dropped, r.lost, 100*r.sinkCPU, r.sinkRSS, r.pubRSS, r.maxBehind)
+	broker := "—"
+	if r.brokerCPU >= 0 {
+		broker = fmt.Sprintf("%.0f%%", 100*r.brokerCPU)
+	}
+	fmt.Fprintf(w, "%-32s %12.0f %7.2fx %8d %6d %8.0f%% %8d kB %8d kB %10d %11s\n",
+		r.name, r.rate(), r.rate()/base.rate(), r.dropped, r.lost, 100*r.sinkCPU, r.sinkRSS, r.pubRSS, r.maxBehind, broker)
 }
 
 // printTargets prints the ratios the performance targets are about.
@@ -206,6 +223,20 @@ func printTargets(w io.Writer, results []result) {
 		}
 		fmt.Fprintf(w, "%-76s %6.2fx (target >= %gx)\n", t.what, rate[t.of]/rate[t.to], t.want)
 	}
+}
+
+// brokerPID is the process of the broker at url, when it listens on this
+// machine and can be seen; else 0.
+func brokerPID(url string) int {
+	u, err := neturl.Parse(url)
+	if err != nil {
+		return 0
+	}
+	port, err := strconv.Atoi(u.Port())
+	if err != nil {
+		port = 5672
+	}
+	return listenerPID(port)
 }
 
 func payload(size int) string { return strings.Repeat("x", max(0, size-150)) }

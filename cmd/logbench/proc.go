@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/signal"
 	"runtime"
@@ -54,4 +55,38 @@ func cpuSeconds(pid int) float64 {
 	utime, _ := strconv.ParseFloat(fields[11], 64)
 	stime, _ := strconv.ParseFloat(fields[12], 64)
 	return (utime + stime) / 100 // USER_HZ
+}
+
+// listenerPID finds the process listening on port (the broker, when it
+// runs on this machine), from /proc/net/tcp and each process's sockets;
+// 0 when it cannot be seen (another machine, or no right to look).
+func listenerPID(port int) int {
+	inode := ""
+	for _, table := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		b, _ := os.ReadFile(table)
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			f := strings.Fields(line)
+			// local address, state 0A (LISTEN), inode
+			if len(f) > 9 && f[3] == "0A" && strings.HasSuffix(f[1], fmt.Sprintf(":%04X", port)) {
+				inode = f[9]
+			}
+		}
+	}
+	if inode == "" {
+		return 0
+	}
+	procs, _ := os.ReadDir("/proc")
+	for _, p := range procs {
+		pid, err := strconv.Atoi(p.Name())
+		if err != nil {
+			continue
+		}
+		fds, _ := os.ReadDir("/proc/" + p.Name() + "/fd")
+		for _, fd := range fds {
+			if target, _ := os.Readlink("/proc/" + p.Name() + "/fd/" + fd.Name()); target == "socket:["+inode+"]" {
+				return pid
+			}
+		}
+	}
+	return 0
 }
