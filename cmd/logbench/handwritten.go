@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"syscall"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -192,22 +191,39 @@ func emitlogBatch(ctx context.Context, url, dir, emitlog string, lines int) (res
 	if err := cmd.Start(); err != nil {
 		return result{}, err
 	}
+	// Its peak RSS, read while it runs: wait4's maxrss would count the
+	// memory of this process, which it was forked from.
+	var pubRSS int64 = -1
+	sampled := make(chan struct{})
+	exited := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		for {
+			if rss := peakRSS(cmd.Process.Pid); rss > pubRSS {
+				pubRSS = rss
+			}
+			select {
+			case <-exited:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}()
 	w := bufio.NewWriterSize(in, 64<<10)
 	for range lines {
 		w.WriteString("y\n") // what yes writes
 	}
 	w.Flush()
 	in.Close()
-	if err := cmd.Wait(); err != nil {
+	err = cmd.Wait()
+	close(exited)
+	<-sampled
+	if err != nil {
 		return result{}, fmt.Errorf("emitlog: %w", err)
 	}
 	wrote, last, err := child.await(0, uint64(lines), 0)
 	if err != nil {
 		return result{}, err
-	}
-	var pubRSS int64 = -1
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		pubRSS = ru.Maxrss // kB, as VmHWM
 	}
 	return result{name: "(p) emitlog -batch, from a pipe", records: wrote, elapsed: last.Sub(start), lost: int64(lines) - int64(wrote),
 		sinkCPU: cpuSeconds(child.cmd.Process.Pid) / last.Sub(start).Seconds(), sinkRSS: peakRSS(child.cmd.Process.Pid), pubRSS: pubRSS}, nil
