@@ -24,18 +24,24 @@ import (
 type format struct {
 	addSource bool
 	replace   func(groups []string, a slog.Attr) slog.Attr
-	pre       []byte                 // attributes from WithAttrs, with the groups they opened
-	groups    []string               // every WithGroup name, in order
-	nOpen     int                    // how many of groups pre opened
-	preDurs   string                 // keys of pre's durations, comma-separated
-	lastDurs  atomic.Pointer[string] // the last durations list, reused while it repeats
+	pre       []byte   // attributes from WithAttrs, with the groups they opened
+	groups    []string // every WithGroup name, in order
+	nOpen     int      // how many of groups pre opened
+	preDurs   string   // keys of pre's durations, comma-separated
+	// lastDurs is the last durations list, reused while it repeats; one
+	// for a handler and every logger made from it.
+	lastDurs *atomic.Pointer[string]
+}
+
+func newFormat(addSource bool, replace func([]string, slog.Attr) slog.Attr) *format {
+	return &format{addSource: addSource, replace: replace, lastDurs: new(atomic.Pointer[string])}
 }
 
 func (f *format) clone() *format {
-	f2 := &format{addSource: f.addSource, replace: f.replace, nOpen: f.nOpen, preDurs: f.preDurs}
+	f2 := *f
 	f2.pre = f.pre[:len(f.pre):len(f.pre)]
 	f2.groups = f.groups[:len(f.groups):len(f.groups)]
-	return f2
+	return &f2
 }
 
 // withAttrs returns f with as formatted into its pre-formatted attributes.
@@ -46,15 +52,16 @@ func (f *format) withAttrs(as []slog.Attr) *format {
 	f2 := f.clone()
 	s := f2.newState(f2.pre)
 	defer s.free()
-	durs := []byte(f2.preDurs)
-	s.durs = &durs
+	s.noteDurs = true
 	s.sep = len(f2.pre) > 0 && f2.pre[len(f2.pre)-1] != '{'
 	s.openGroups()
 	if !s.appendAttrs(as) {
 		return f // every attribute was empty: nothing to add
 	}
 	f2.pre = s.buf
-	f2.preDurs = string(durs)
+	if len(s.durs) > 0 {
+		f2.preDurs = joinDurations(f.preDurs, string(s.durs))
+	}
 	f2.nOpen = len(f2.groups)
 	return f2
 }
@@ -80,7 +87,10 @@ func (f *format) withGroup(name string) *format {
 func (f *format) encode(buf []byte, r slog.Record, fromCtx []slog.Attr, durs *[]byte) []byte {
 	s := f.newState(buf)
 	defer s.free()
-	s.durs = durs
+	if durs != nil {
+		s.durs, s.noteDurs = (*durs)[:0], true
+		defer func() { *durs = s.durs }()
+	}
 	s.buf = append(s.buf, '{')
 	groups := s.groups
 	s.groups = nil // ReplaceAttr sees no groups for the built-in attributes
@@ -122,11 +132,12 @@ func (f *format) encode(buf []byte, r slog.Record, fromCtx []slog.Attr, durs *[]
 
 // state is the state of one encoding.
 type state struct {
-	f      *format
-	buf    []byte
-	sep    bool      // a comma goes before the next key
-	groups *[]string // the open groups, for ReplaceAttr
-	durs   *[]byte   // when not nil, gets the key of every duration written
+	f        *format
+	buf      []byte
+	sep      bool      // a comma goes before the next key
+	groups   *[]string // the open groups, for ReplaceAttr
+	durs     []byte    // with noteDurs, the keys of the durations written
+	noteDurs bool
 }
 
 var groupPool = sync.Pool{New: func() any { s := make([]string, 0, 10); return &s }}
@@ -265,13 +276,13 @@ func (s *state) appendAttr(a slog.Attr) bool {
 
 // noteDuration adds key to the record's durations list (wire.HeaderDurations).
 func (s *state) noteDuration(key string) {
-	if s.durs == nil || strings.Contains(key, ",") {
+	if !s.noteDurs || strings.Contains(key, ",") {
 		return
 	}
-	if len(*s.durs) > 0 {
-		*s.durs = append(*s.durs, ',')
+	if len(s.durs) > 0 {
+		s.durs = append(s.durs, ',')
 	}
-	*s.durs = append(*s.durs, key...)
+	s.durs = append(s.durs, key...)
 }
 
 // durations is the list of a record's durations keys: those of the
@@ -285,12 +296,16 @@ func (f *format) durations(own []byte) string {
 		strings.HasPrefix(*last, f.preDurs) && (*last)[len(*last)-len(own):] == string(own) {
 		return *last
 	}
-	d := string(own)
-	if f.preDurs != "" {
-		d = f.preDurs + "," + d
-	}
+	d := joinDurations(f.preDurs, string(own))
 	f.lastDurs.Store(&d)
 	return d
+}
+
+func joinDurations(a, b string) string {
+	if a == "" {
+		return b
+	}
+	return a + "," + b
 }
 
 func sourceGroup(src *slog.Source) slog.Value {

@@ -27,7 +27,7 @@ func FuzzMatchesJSONHandler(f *testing.F) {
 		replace := b.replaceAttr()
 		var want bytes.Buffer
 		var jh slog.Handler = slog.NewJSONHandler(&want, &slog.HandlerOptions{Level: slog.Level(-100), ReplaceAttr: replace})
-		var f slog.Handler = &Handler{f: &format{replace: replace}}
+		var f slog.Handler = &Handler{f: newFormat(false, replace)}
 		for b.more() && b.next()%4 != 0 {
 			if b.next()%2 == 0 {
 				// Not "": the Handler contract ignores it, JSONHandler does not.

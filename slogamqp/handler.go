@@ -52,7 +52,7 @@ func New(opts *Options) (*Handler, error) {
 	s.q = newQueue(&s.opts)
 	s.p = newPublisher(&s.opts, s.q)
 	go s.p.run()
-	return &Handler{s: s, f: &format{addSource: o.AddSource, replace: o.ReplaceAttr}}, nil
+	return &Handler{s: s, f: newFormat(o.AddSource, o.ReplaceAttr)}, nil
 }
 
 // String describes the handler without its credentials.
@@ -73,6 +73,11 @@ func (h *Handler) Enabled(_ context.Context, level slog.Level) bool {
 func (h *Handler) Handle(ctx context.Context, r slog.Record) error {
 	if ctx == nil {
 		ctx = context.Background()
+	}
+	// A full buffer drops the newest record anyway: drop it before paying
+	// for its encoding (a fallback needs the encoding, so not with one).
+	if h.s.opts.Overflow == DropNewest && h.s.opts.Fallback == nil && h.s.q.dropIfFull() {
+		return nil
 	}
 	sc := scratches.Get().(*scratch)
 	var fromCtx []slog.Attr

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/logfan/logfan/internal/wire"
@@ -137,6 +138,9 @@ type queue struct {
 
 	wake chan struct{} // signalled when pending becomes non-empty, and on a drop
 	room chan struct{} // closed when room is made, for Handle calls that Block
+	// noRoom says, without the lock, that not even the smallest record
+	// fits: Handle then drops without encoding (DropNewest).
+	noRoom atomic.Bool
 }
 
 func newQueue(o *Options) *queue {
@@ -181,6 +185,7 @@ func (q *queue) put(ctx context.Context, body []byte, e entry, evicted *[]entry)
 	q.records++
 	q.bytes += size
 	q.pendBytes += size
+	q.updateFull()
 	first := q.pending.len() == 1
 	q.mu.Unlock()
 	if first {
@@ -214,12 +219,36 @@ func (q *queue) evict(evicted *[]entry) {
 	q.records--
 	q.bytes -= size
 	q.pendBytes -= size
+	q.updateFull()
 	q.drop(time.Now())
 	if evicted != nil {
 		*evicted = append(*evicted, old)
 	} else {
 		freeBody(old.body)
 	}
+}
+
+// updateFull sets noRoom, under q.mu.
+func (q *queue) updateFull() {
+	q.noRoom.Store(q.closed || q.records >= q.maxRecords || q.bytes+minBody > q.maxBytes)
+}
+
+// dropIfFull drops and counts a record without taking its body, if the
+// buffer is full: for DropNewest, which would drop it anyway once encoded.
+func (q *queue) dropIfFull() bool {
+	if !q.noRoom.Load() {
+		return false
+	}
+	q.mu.Lock()
+	if !q.noRoom.Load() {
+		q.mu.Unlock()
+		return false
+	}
+	q.handled++
+	q.drop(time.Now())
+	q.mu.Unlock()
+	q.signal()
+	return true
 }
 
 // drop counts a dropped record. Drops after Close are counted but not
@@ -312,6 +341,7 @@ func (q *queue) takeBatch(maxRecords, maxBytes int) (message, bool) {
 	}
 	m.bytes = cap(body)
 	q.bytes += m.bytes
+	q.updateFull()
 	return m, true
 }
 
@@ -324,6 +354,7 @@ func (q *queue) release(m message) {
 		q.records -= m.records
 		q.bytes -= m.bytes
 	}
+	q.updateFull()
 	q.madeRoom()
 	q.mu.Unlock()
 	if !m.batch {
@@ -389,6 +420,7 @@ func (q *queue) close() {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.closed = true
+	q.updateFull()
 	q.madeRoom()
 }
 

@@ -1,6 +1,9 @@
 package slogamqp
 
 import (
+	"io"
+	"log/slog"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -32,5 +35,37 @@ func TestDropStretches(t *testing.T) {
 	}
 	if n, ask := q.dropsToReport(at(64*time.Second), true); n != 0 || !ask.IsZero() {
 		t.Fatalf("nothing left: told %d, ask at %v", n, ask)
+	}
+}
+
+// countingValuer counts its resolutions: how many records were encoded.
+type countingValuer struct{ n *atomic.Int64 }
+
+func (c countingValuer) LogValue() slog.Value { c.n.Add(1); return slog.StringValue("v") }
+
+// TestDropNewestSkipsEncoding: with the buffer full, DropNewest drops a
+// record before encoding it, so dropping costs less than logging; with a
+// Fallback, which needs the encoding, it still encodes.
+func TestDropNewestSkipsEncoding(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		opts     Options
+		encoded  int64
+		fallback bool
+	}{
+		{"DropNewest", Options{BufferRecords: 1}, 1, false},
+		{"with a Fallback", Options{BufferRecords: 1, Fallback: slog.NewJSONHandler(io.Discard, nil)}, 5, true},
+		{"DropOldest", Options{BufferRecords: 1, Overflow: DropOldest}, 5, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var n atomic.Int64
+			h := offline(t, &tc.opts)
+			for range 5 {
+				slog.New(h).Info("r", "v", countingValuer{&n})
+			}
+			if st := h.Stats(); n.Load() != tc.encoded || st.Handled != 5 || st.Dropped != 4 {
+				t.Errorf("encoded %d times, stats %+v; want %d encodings, 5 handled, 4 dropped", n.Load(), st, tc.encoded)
+			}
+		})
 	}
 }
