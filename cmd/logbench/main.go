@@ -64,6 +64,7 @@ type result struct {
 	pubRSS    int64 // kB
 	maxBehind uint64
 	brokerCPU float64 // share of one core, -1 when the broker is not visible
+	diskPeak  int64   // the broker's data folder's largest growth, -1 when not visible
 }
 
 func (r result) rate() float64 { return float64(r.records) / r.elapsed.Seconds() }
@@ -124,10 +125,21 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "logbench: %d-byte records, %v per scenario, broker %s, %d CPUs\n", *size, *duration, amqpconn.Redact(u), numCPU())
 	var results []result
 	broker := brokerPID(u)
+	data := dataDir(broker)
 	// run runs a scenario and adds the broker's CPU share during it.
 	run := func(scenario func() (result, error)) (result, error) {
 		before := cpuSeconds(broker)
+		stopDisk := make(chan struct{})
+		var disk <-chan int64
+		if data != "" {
+			disk = diskPeak(data, stopDisk)
+		}
 		r, err := scenario()
+		close(stopDisk)
+		r.diskPeak = -1
+		if disk != nil {
+			r.diskPeak = <-disk
+		}
 		r.brokerCPU = -1
 		if broker != 0 && r.elapsed > 0 {
 			r.brokerCPU = (cpuSeconds(broker) - before) / r.elapsed.Seconds()
@@ -172,7 +184,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		results = append(results, r)
 	}
 
-	fmt.Fprintf(stdout, "\n%-32s %12s %8s %8s %6s %9s %11s %11s %10s %11s\n", "scenario", "records/s", "ratio", "dropped", "lost", "sink CPU", "sink RSS", "pub RSS", "max behind", "broker CPU")
+	fmt.Fprintf(stdout, "\n%-32s %12s %8s %8s %6s %9s %11s %11s %10s %11s %12s\n", "scenario", "records/s", "ratio", "dropped", "lost", "sink CPU", "sink RSS", "pub RSS", "max behind", "broker CPU", "disk/1M rec")
 	for _, r := range results {
 		printResult(stdout, r, base)
 	}
@@ -198,8 +210,13 @@ func printResult(w io.Writer, r result, base result) {
 	if r.brokerCPU >= 0 {
 		broker = fmt.Sprintf("%.0f%%", 100*r.brokerCPU)
 	}
-	fmt.Fprintf(w, "%-32s %12.0f %7.2fx %8d %6d %8.0f%% %8d kB %8d kB %10d %11s\n",
-		r.name, r.rate(), r.rate()/base.rate(), r.dropped, r.lost, 100*r.sinkCPU, r.sinkRSS, r.pubRSS, r.maxBehind, broker)
+	disk := "—"
+	if r.diskPeak >= 0 && r.records > 0 {
+		// bytes per record are megabytes per million records
+		disk = fmt.Sprintf("%.0f MB", float64(r.diskPeak)/float64(r.records))
+	}
+	fmt.Fprintf(w, "%-32s %12.0f %7.2fx %8d %6d %8.0f%% %8d kB %8d kB %10d %11s %12s\n",
+		r.name, r.rate(), r.rate()/base.rate(), r.dropped, r.lost, 100*r.sinkCPU, r.sinkRSS, r.pubRSS, r.maxBehind, broker, disk)
 }
 
 // printTargets prints the ratios the performance targets are about.

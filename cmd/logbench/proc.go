@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 )
 
 func numCPU() int { return runtime.NumCPU() }
@@ -89,4 +91,55 @@ func listenerPID(port int) int {
 		}
 	}
 	return 0
+}
+
+// dataDir is the broker's data folder, seen from its open files (the
+// quorum WAL lives under it); "" when it cannot be seen.
+func dataDir(pid int) string {
+	if pid == 0 {
+		return ""
+	}
+	fds, _ := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/fd")
+	for _, fd := range fds {
+		target, _ := os.Readlink("/proc/" + strconv.Itoa(pid) + "/fd/" + fd.Name())
+		if dir, _, ok := strings.Cut(target, "/quorum/"); ok {
+			return dir
+		}
+	}
+	return ""
+}
+
+// dirBytes is the size of the files under dir.
+func dirBytes(dir string) int64 {
+	var n int64
+	filepath.WalkDir(dir, func(_ string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			if fi, err := d.Info(); err == nil {
+				n += fi.Size()
+			}
+		}
+		return nil
+	})
+	return n
+}
+
+// diskPeak samples the growth of dir's size every 100ms until stop, and
+// returns the largest.
+func diskPeak(dir string, stop <-chan struct{}) <-chan int64 {
+	peak := make(chan int64, 1)
+	go func() {
+		base, most := dirBytes(dir), int64(0)
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			most = max(most, dirBytes(dir)-base)
+			select {
+			case <-stop:
+				peak <- most
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return peak
 }
