@@ -166,9 +166,6 @@ func (s Stats) Attrs() []slog.Attr {
 	}
 }
 
-// Healthy reports whether the sink is connected and its writes succeed.
-func (s Stats) Healthy() bool { return s.Broker != "" && s.Writing }
-
 // String gives the counters as key=value pairs, for a diagnostic line.
 func (s Stats) String() string {
 	var b strings.Builder

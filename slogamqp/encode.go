@@ -89,7 +89,6 @@ func (f *format) encode(buf []byte, r slog.Record, fromCtx []slog.Attr, durs *[]
 	defer s.free()
 	if durs != nil {
 		s.durs, s.noteDurs = (*durs)[:0], true
-		defer func() { *durs = s.durs }()
 	}
 	s.buf = append(s.buf, '{')
 	groups := s.groups
@@ -127,6 +126,9 @@ func (f *format) encode(buf []byte, r slog.Record, fromCtx []slog.Attr, durs *[]
 	}
 	s.groups = groups
 	s.appendNonBuiltIns(r)
+	if durs != nil {
+		*durs = s.durs
+	}
 	return s.buf
 }
 

@@ -157,13 +157,20 @@ func TestEmitsThroughAList(t *testing.T) {
 	q := brokertest.Bind(t, ex, "fanout", "", true)
 	list := "amqp://guest:guest@" + brokertest.FreeAddr(t) + "/," + url
 	for range 3 {
-		var stderr bytes.Buffer
-		if err := Run(context.Background(), []string{"-url", list, "-exchange", ex, "failed", "over"}, nil, io.Discard, &stderr); err != nil {
-			t.Fatalf("Run: %v (%s)", err, stderr.String())
-		}
-		if d := q.Next(t, 10*time.Second); !strings.Contains(string(d.Body), "failed over") {
-			t.Fatalf("got %s", d.Body)
-		}
+		emitOne(t, q, "failed over", "-url", list, "-exchange", ex)
+	}
+}
+
+// emitOne runs emitlog with args and message words msg, and checks that q
+// receives the record.
+func emitOne(t *testing.T, q *brokertest.Queue, msg string, args ...string) {
+	t.Helper()
+	var stderr bytes.Buffer
+	if err := Run(context.Background(), append(args, strings.Fields(msg)...), nil, io.Discard, &stderr); err != nil {
+		t.Fatalf("Run: %v (%s)", err, stderr.String())
+	}
+	if d := q.Next(t, 10*time.Second); !strings.Contains(string(d.Body), msg) {
+		t.Fatalf("got %s, want %q", d.Body, msg)
 	}
 }
 
@@ -178,13 +185,7 @@ func TestURLFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Setenv("CREDENTIALS_DIRECTORY", dir)
-	var stderr bytes.Buffer
-	if err := Run(context.Background(), []string{"-url-file", "amqp-url", "-exchange", ex, "from", "a", "file"}, nil, io.Discard, &stderr); err != nil {
-		t.Fatalf("Run: %v (%s)", err, stderr.String())
-	}
-	if d := q.Next(t, 10*time.Second); !strings.Contains(string(d.Body), "from a file") {
-		t.Fatalf("got %s", d.Body)
-	}
+	emitOne(t, q, "from a file", "-url-file", "amqp-url", "-exchange", ex)
 }
 
 // TestJSONLines: with -json, a program's JSON log lines become records

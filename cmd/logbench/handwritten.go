@@ -13,7 +13,6 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
-	"github.com/logfan/logfan/internal/amqpconn"
 	"github.com/logfan/logfan/slogamqp"
 )
 
@@ -37,15 +36,11 @@ func handWritten(ctx context.Context, url, dir string, d time.Duration, size int
 		return result{}, err
 	}
 	defer child.stop()
-	conn, err := amqp.Dial(url)
-	if err != nil {
-		return result{}, amqpconn.RedactError(err, url)
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
+	conn, ch, err := dialChannel(url)
 	if err != nil {
 		return result{}, err
 	}
+	defer conn.Close()
 	var acks chan amqp.Confirmation
 	if confirms {
 		if err := ch.Confirm(false); err != nil {
@@ -100,15 +95,11 @@ func handWritten(ctx context.Context, url, dir string, d time.Duration, size int
 // bareConsumer is (e)'s consumer: it prints how many records it has
 // written every 20ms, starting with 0 once consuming.
 func bareConsumer(ctx context.Context, url, exchange, path string) error {
-	conn, err := amqp.Dial(url)
-	if err != nil {
-		return amqpconn.RedactError(err, url)
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
+	conn, ch, err := dialChannel(url)
 	if err != nil {
 		return err
 	}
+	defer conn.Close()
 	if err := ch.ExchangeDeclare(exchange, "fanout", false, true, false, false, nil); err != nil {
 		return err
 	}

@@ -262,28 +262,20 @@ func payload(size int) string { return strings.Repeat("x", max(0, size-150)) }
 // fanout exchange whose one queue a consumer drains; with props, each
 // message carries what slogamqp's do.
 func bare(url string, d time.Duration, size int, props bool) (result, error) {
-	conn, err := amqp.Dial(url)
-	if err != nil {
-		return result{}, amqpconn.RedactError(err, url)
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
+	conn, ch, err := dialChannel(url)
 	if err != nil {
 		return result{}, err
 	}
+	defer conn.Close()
 	ex := fmt.Sprintf("logbench-%d", time.Now().UnixNano())
 	if err := ch.ExchangeDeclare(ex, "fanout", false, true, false, false, nil); err != nil {
 		return result{}, err
 	}
-	cconn, err := amqp.Dial(url)
+	cconn, cch, err := dialChannel(url)
 	if err != nil {
 		return result{}, err
 	}
 	defer cconn.Close()
-	cch, err := cconn.Channel()
-	if err != nil {
-		return result{}, err
-	}
 	q, err := cch.QueueDeclare("", false, true, true, false, nil)
 	if err != nil {
 		return result{}, err
@@ -486,16 +478,29 @@ func (c *child) stop() {
 	}
 }
 
+// dialChannel opens a connection and a channel on it; the caller closes
+// the connection.
+func dialChannel(url string) (*amqp.Connection, *amqp.Channel, error) {
+	conn, err := amqp.Dial(url)
+	if err != nil {
+		return nil, nil, amqpconn.RedactError(err, url)
+	}
+	ch, err := conn.Channel()
+	if err != nil {
+		conn.Close()
+		return nil, nil, err
+	}
+	return conn, ch, nil
+}
+
 // deleteQueue deletes a durable sink's queue or stream after its scenario.
 func deleteQueue(url, name string) {
-	conn, err := amqp.Dial(url)
+	conn, ch, err := dialChannel(url)
 	if err != nil {
 		return
 	}
 	defer conn.Close()
-	if ch, err := conn.Channel(); err == nil {
-		ch.QueueDelete(name, false, false, false)
-	}
+	ch.QueueDelete(name, false, false, false)
 }
 
 // sinkChild runs a sink writing to a file and prints how many records it

@@ -4,7 +4,9 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
+	"strings"
 	"testing"
 
 	dto "github.com/prometheus/client_model/go"
@@ -12,6 +14,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/logfan/logfan/internal/brokertest"
+	"github.com/logfan/logfan/sink"
 )
 
 // TestMetricsAndHealth scrapes a running logsink: its counters in the
@@ -97,4 +100,24 @@ func healthz(t *testing.T, addr string) int {
 	}
 	resp.Body.Close()
 	return resp.StatusCode
+}
+
+// TestHealthSaysWhy: /healthz fails while writes fail, as while not
+// connected, and says which.
+func TestHealthSaysWhy(t *testing.T) {
+	for _, tc := range []struct {
+		st   sink.Stats
+		code int
+		why  string
+	}{
+		{sink.Stats{Broker: "amqp://guest:***@b/", Writing: true}, http.StatusOK, "ok: connected"},
+		{sink.Stats{Writing: true}, http.StatusServiceUnavailable, "not connected"},
+		{sink.Stats{Broker: "amqp://guest:***@b/"}, http.StatusServiceUnavailable, "writes are failing"},
+	} {
+		w := httptest.NewRecorder()
+		health(w, tc.st)
+		if w.Code != tc.code || !strings.Contains(w.Body.String(), tc.why) {
+			t.Errorf("%+v: %d %q, want %d %q", tc.st, w.Code, w.Body.String(), tc.code, tc.why)
+		}
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -70,20 +71,11 @@ func (c *cluster) url(n int) string {
 func (c *cluster) urls(skip ...int) []string {
 	var us []string
 	for n := 1; n <= nodes; n++ {
-		if !contains(skip, n) {
+		if !slices.Contains(skip, n) {
 			us = append(us, c.url(n))
 		}
 	}
 	return us
-}
-
-func contains(ns []int, n int) bool {
-	for _, m := range ns {
-		if m == n {
-			return true
-		}
-	}
-	return false
 }
 
 // node is the node a redacted broker URL names, or 0.
