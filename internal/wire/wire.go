@@ -77,7 +77,15 @@ type Meta struct {
 // MessageID is the id of the message whose first record is seq: unique per
 // producer, and the same when the message is resent.
 func MessageID(producer string, seq uint64) string {
-	return producer + "-" + strconv.FormatUint(seq, 10)
+	var b [64]byte
+	return string(appendMessageID(b[:0], producer, seq))
+}
+
+// appendMessageID appends MessageID(producer, seq) to b.
+func appendMessageID(b []byte, producer string, seq uint64) []byte {
+	b = append(b, producer...)
+	b = append(b, '-')
+	return strconv.AppendUint(b, seq, 10)
 }
 
 // ContentType is the content type of a message of m.
@@ -89,21 +97,33 @@ func (m Meta) ContentType() string {
 }
 
 // SetHeaders writes m into t, which a producer may reuse from message to
-// message: amqp091 serializes it before Publish returns.
+// message: amqp091 serializes it before Publish returns. A value equal to
+// the one t holds is left in place, so that reusing t boxes only what
+// changed (the seq, in a steady stream).
 func (m Meta) SetHeaders(t amqp.Table) {
-	t[HeaderLevel] = m.Level
-	t[HeaderProducer] = m.Producer
+	setString(t, HeaderLevel, m.Level)
+	setString(t, HeaderProducer, m.Producer)
 	t[HeaderSeq] = int64(m.Seq)
-	t[HeaderWindow] = int64(m.Window)
-	if m.Records > 0 {
-		t[HeaderRecords] = int64(m.Records)
-	} else {
-		delete(t, HeaderRecords)
+	setInt(t, HeaderWindow, int64(m.Window))
+	setInt(t, HeaderRecords, int64(m.Records))
+	setString(t, HeaderDurations, m.Durations)
+}
+
+// setString sets t[k] to v, or deletes it when v is "".
+func setString(t amqp.Table, k, v string) {
+	if v == "" {
+		delete(t, k)
+	} else if old, ok := t[k].(string); !ok || old != v {
+		t[k] = v
 	}
-	if m.Durations != "" {
-		t[HeaderDurations] = m.Durations
-	} else {
-		delete(t, HeaderDurations)
+}
+
+// setInt sets t[k] to v, or deletes it when v is 0.
+func setInt(t amqp.Table, k string, v int64) {
+	if v == 0 {
+		delete(t, k)
+	} else if old, ok := t[k].(int64); !ok || old != v {
+		t[k] = v
 	}
 }
 

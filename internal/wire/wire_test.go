@@ -54,6 +54,10 @@ func TestMessageID(t *testing.T) {
 	if got := MessageID("3fa2", 138); got != "3fa2-138" {
 		t.Errorf("MessageID = %q", got)
 	}
+	// One allocation, the string itself: the publisher makes one per message.
+	if n := testing.AllocsPerRun(100, func() { _ = MessageID("3fa2c9d1e0b4a7f6", 1<<40) }); n > 1 {
+		t.Errorf("MessageID allocates %v times", n)
+	}
 }
 
 func TestParseHeadersOfOtherProducers(t *testing.T) {
@@ -63,5 +67,24 @@ func TestParseHeadersOfOtherProducers(t *testing.T) {
 	}
 	if m := ParseHeaders(amqp.Table{HeaderSeq: int64(5)}); m.Seq != 0 {
 		t.Errorf("a seq without a producer is tracked: %+v", m)
+	}
+}
+
+// A producer reuses one table: from message to message only the seq is
+// boxed anew, and a header that goes to zero goes away.
+func TestSetHeadersReusesTheTable(t *testing.T) {
+	h := amqp.Table{}
+	m := Meta{Level: "INFO", Producer: "3fa2", Seq: 1000, Window: 4096, Durations: "took"}
+	m.SetHeaders(h)
+	if n := testing.AllocsPerRun(100, func() { m.Seq++; m.SetHeaders(h) }); n > 1 {
+		t.Errorf("SetHeaders on a reused table allocates %v times", n)
+	}
+	m.Durations, m.Records = "", 3
+	m.SetHeaders(h)
+	if _, ok := h[HeaderDurations]; ok || h[HeaderRecords] != int64(3) {
+		t.Errorf("headers not updated: %v", h)
+	}
+	if got := ParseHeaders(h); got != m {
+		t.Errorf("headers read back %+v, want %+v", got, m)
 	}
 }
