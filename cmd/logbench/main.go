@@ -126,15 +126,17 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var results []result
 	broker := brokerPID(u)
 	data := dataDir(broker)
-	// run runs a scenario and adds the broker's CPU share during it.
-	run := func(scenario func() (result, error)) (result, error) {
+	// run runs a scenario and adds the broker's CPU share during it. The
+	// producer's profile labels each scenario's samples with its letter:
+	// go tool pprof -tagfocus 'scenario=(d)' PREFIX.producer
+	run := func(letter string, scenario func() (result, error)) (r result, err error) {
 		before := cpuSeconds(broker)
 		stopDisk := make(chan struct{})
 		var disk <-chan int64
 		if data != "" {
 			disk = diskPeak(data, stopDisk)
 		}
-		r, err := scenario()
+		pprof.Do(ctx, pprof.Labels("scenario", letter), func(context.Context) { r, err = scenario() })
 		close(stopDisk)
 		r.diskPeak = -1
 		if disk != nil {
@@ -146,17 +148,17 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		return r, err
 	}
-	base, err := run(func() (result, error) { return bare(u, *duration, *size, false) })
+	base, err := run("(a)", func() (result, error) { return bare(u, *duration, *size, false) })
 	if err != nil {
 		return fmt.Errorf("(a) bare loop: %w", err)
 	}
-	withProps, err := run(func() (result, error) { return bare(u, *duration, *size, true) })
+	withProps, err := run("(a')", func() (result, error) { return bare(u, *duration, *size, true) })
 	if err != nil {
 		return fmt.Errorf("(a') bare loop with properties: %w", err)
 	}
 	results = append(results, base, withProps)
 	for _, confirms := range []bool{true, false} {
-		r, err := run(func() (result, error) { return handWritten(ctx, u, dir, *duration, *size, confirms) })
+		r, err := run(map[bool]string{true: "(e)", false: "(e')"}[confirms], func() (result, error) { return handWritten(ctx, u, dir, *duration, *size, confirms) })
 		if err != nil {
 			return fmt.Errorf("(e) hand-written: %w", err)
 		}
@@ -177,7 +179,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		{"(s) -stream sink", durable, "stream"},
 		{"(s') -stream sink, batch", durableBatch, "stream"},
 	} {
-		r, err := run(func() (result, error) { return endToEnd(ctx, u, dir, sc.name, sc.opts, sc.mode, *duration, *size) })
+		r, err := run(sc.name[:strings.IndexByte(sc.name, ')')+1], func() (result, error) { return endToEnd(ctx, u, dir, sc.name, sc.opts, sc.mode, *duration, *size) })
 		if err != nil {
 			return fmt.Errorf("%s: %w", sc.name, err)
 		}
@@ -189,7 +191,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		printResult(stdout, r, base)
 	}
 	if *emitlog != "" {
-		r, err := run(func() (result, error) { return emitlogBatch(ctx, u, dir, *emitlog, *lines) })
+		r, err := run("(p)", func() (result, error) { return emitlogBatch(ctx, u, dir, *emitlog, *lines) })
 		if err != nil {
 			return fmt.Errorf("emitlog -batch: %w", err)
 		}
