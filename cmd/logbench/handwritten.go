@@ -217,5 +217,6 @@ func emitlogBatch(ctx context.Context, url, dir, emitlog string, lines int) (res
 		return result{}, err
 	}
 	return result{name: "(p) emitlog -batch, from a pipe", records: wrote, elapsed: last.Sub(start), lost: int64(lines) - int64(wrote),
+		pubCPU:  (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds() / last.Sub(start).Seconds(),
 		sinkCPU: cpuSeconds(child.cmd.Process.Pid) / last.Sub(start).Seconds(), sinkRSS: peakRSS(child.cmd.Process.Pid), pubRSS: pubRSS}, nil
 }

@@ -58,7 +58,8 @@ type result struct {
 	records   uint64
 	elapsed   time.Duration
 	dropped   uint64
-	lost      int64 // handled - dropped - written: must be 0
+	lost      int64   // handled - dropped - written: must be 0
+	pubCPU    float64 // the producer's share of one core: this process, or emitlog
 	sinkCPU   float64
 	sinkRSS   int64 // kB
 	pubRSS    int64 // kB
@@ -130,7 +131,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// producer's profile labels each scenario's samples with its letter:
 	// go tool pprof -tagfocus 'scenario=(d)' PREFIX.producer
 	run := func(letter string, scenario func() (result, error)) (r result, err error) {
-		before := cpuSeconds(broker)
+		before, self := cpuSeconds(broker), cpuSeconds(os.Getpid())
 		stopDisk := make(chan struct{})
 		var disk <-chan int64
 		if data != "" {
@@ -141,6 +142,9 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		r.diskPeak = -1
 		if disk != nil {
 			r.diskPeak = <-disk
+		}
+		if r.pubCPU == 0 && r.elapsed > 0 {
+			r.pubCPU = (cpuSeconds(os.Getpid()) - self) / r.elapsed.Seconds()
 		}
 		r.brokerCPU = -1
 		if broker != 0 && r.elapsed > 0 {
@@ -186,7 +190,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		results = append(results, r)
 	}
 
-	fmt.Fprintf(stdout, "\n%-32s %12s %8s %8s %6s %9s %11s %11s %10s %11s %12s\n", "scenario", "records/s", "ratio", "dropped", "lost", "sink CPU", "sink RSS", "pub RSS", "max behind", "broker CPU", "disk/1M rec")
+	fmt.Fprintf(stdout, "\n%-32s %12s %8s %8s %6s %8s %9s %11s %11s %10s %11s %12s\n", "scenario", "records/s", "ratio", "dropped", "lost", "pub CPU", "sink CPU", "sink RSS", "pub RSS", "max behind", "broker CPU", "disk/1M rec")
 	for _, r := range results {
 		printResult(stdout, r, base)
 	}
@@ -217,8 +221,8 @@ func printResult(w io.Writer, r result, base result) {
 		// bytes per record are megabytes per million records
 		disk = fmt.Sprintf("%.0f MB", float64(r.diskPeak)/float64(r.records))
 	}
-	fmt.Fprintf(w, "%-32s %12.0f %7.2fx %8d %6d %8.0f%% %8d kB %8d kB %10d %11s %12s\n",
-		r.name, r.rate(), r.rate()/base.rate(), r.dropped, r.lost, 100*r.sinkCPU, r.sinkRSS, r.pubRSS, r.maxBehind, broker, disk)
+	fmt.Fprintf(w, "%-32s %12.0f %7.2fx %8d %6d %7.0f%% %8.0f%% %8d kB %8d kB %10d %11s %12s\n",
+		r.name, r.rate(), r.rate()/base.rate(), r.dropped, r.lost, 100*r.pubCPU, 100*r.sinkCPU, r.sinkRSS, r.pubRSS, r.maxBehind, broker, disk)
 }
 
 // printTargets prints the ratios the performance targets are about.
@@ -242,6 +246,49 @@ func printTargets(w io.Writer, results []result) {
 		}
 		fmt.Fprintf(w, "%-76s %6.2fx (target >= %gx)\n", t.what, rate[t.of]/rate[t.to], t.want)
 	}
+	printCeilings(w, results, rate["(a)"])
+	printMemory(w, results)
+}
+
+// printCeilings prints, for the batch scenarios, the CPU each record costs
+// the producer, the sink and the broker, and the rate at which those
+// costs would take every core of the machine: how far the target is
+// from what the machine can do.
+func printCeilings(w io.Writer, results []result, base float64) {
+	for _, r := range results {
+		if !strings.HasPrefix(r.name, "(d)") && !strings.HasPrefix(r.name, "(p)") || r.brokerCPU < 0 || r.rate() == 0 {
+			continue
+		}
+		us := func(share float64) float64 { return 1e6 * share / r.rate() }
+		perRecord := (r.pubCPU + r.sinkCPU + r.brokerCPU) / r.rate()
+		ceiling := float64(numCPU()) / perRecord
+		fmt.Fprintf(w, "%s CPU per record: producer %.2f µs, sink %.2f µs, broker %.2f µs: %d cores allow %.0f/s, %.1fx (a)\n",
+			r.name[:strings.IndexByte(r.name, ')')+1], us(r.pubCPU), us(r.sinkCPU), us(r.brokerCPU), numCPU(), ceiling, ceiling/base)
+	}
+}
+
+// bufferBytes is the handler's BufferBytes in every scenario, its default.
+const bufferBytes = 16 << 20
+
+// printMemory prints the most memory a handler scenario's producer took
+// beyond the hand-written program's, against the handler's BufferBytes.
+func printMemory(w io.Writer, results []result) {
+	var hand, most result
+	for _, r := range results {
+		switch r.name[:strings.IndexByte(r.name, ')')+1] {
+		case "(e)":
+			hand = r
+		case "(b)", "(c)", "(d)", "(q)", "(q')", "(s)", "(s')":
+			if r.pubRSS > most.pubRSS {
+				most = r
+			}
+		}
+	}
+	if hand.pubRSS <= 0 || most.pubRSS <= 0 {
+		return
+	}
+	fmt.Fprintf(w, "%-76s %5.1f MiB (target <= BufferBytes, %d MiB)\n", "handler's RSS beyond (e)'s, at most ("+most.name[:strings.IndexByte(most.name, ')')+1]+")",
+		float64(most.pubRSS-hand.pubRSS)/1024, bufferBytes>>20)
 }
 
 // brokerPID is the process of the broker at url, when it listens on this
@@ -343,7 +390,7 @@ func endToEnd(ctx context.Context, url, dir, name string, opts slogamqp.Options,
 		defer deleteQueue(url, ex+"-"+mode)
 	}
 
-	opts.URL, opts.Exchange, opts.AppID = url, ex, "logbench"
+	opts.URL, opts.Exchange, opts.AppID, opts.BufferBytes = url, ex, "logbench", bufferBytes
 	opts.OnError = func(err error, _ time.Duration) { fmt.Fprintf(os.Stderr, "logbench: %v\n", err) }
 	h, err := slogamqp.New(&opts)
 	if err != nil {
