@@ -91,7 +91,7 @@ func (h *Handler) Handle(ctx context.Context, r slog.Record) error {
 		e.key = h.s.opts.RoutingKey(r)
 	}
 	h.s.put(ctx, sc, e)
-	if cap(sc.buf) <= maxPooledBody { // let rare huge records go
+	if cap(sc.buf) <= maxScratch { // let rare huge records go
 		scratches.Put(sc)
 	}
 	return nil
@@ -124,6 +124,9 @@ type scratch struct {
 }
 
 var scratches = sync.Pool{New: func() any { return &scratch{buf: make([]byte, 0, 1024)} }}
+
+// maxScratch is the largest scratch buffer kept for the next record.
+const maxScratch = 64 << 10
 
 // put buffers the record encoded in sc, and hands what overflow drops to
 // the fallback handler.
