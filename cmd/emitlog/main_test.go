@@ -161,6 +161,15 @@ func TestEmitsThroughAList(t *testing.T) {
 	}
 }
 
+// TestLevelsBelowDebug: a record at a level below DEBUG is sent, not
+// filtered away in silence.
+func TestLevelsBelowDebug(t *testing.T) {
+	url := brokertest.URL(t)
+	ex := brokertest.Name("test-emitlog")
+	q := brokertest.Bind(t, ex, "fanout", "", true)
+	emitOne(t, q, "DEBUG-4 trace here", "-url", url, "-exchange", ex, "-level", "debug-4")
+}
+
 // emitOne runs emitlog with args and message words msg, and checks that q
 // receives the record.
 func emitOne(t *testing.T, q *brokertest.Queue, msg string, args ...string) {
