@@ -51,7 +51,7 @@ func handWritten(ctx context.Context, url, dir string, d time.Duration, size int
 	body := []byte(`{"time":"2026-11-29T09:00:00.000Z","level":"INFO","msg":"request served","path":"/api/v1/orders","status":200,"pad":"` + payload(size) + `"}`)
 	resetPeakRSS()
 	start := time.Now()
-	var sent, inFlight uint64
+	var sent, inFlight, wrote, maxBehind uint64
 	headers := amqp.Table{}
 	for time.Since(start) < d && ctx.Err() == nil {
 		for range 100 {
@@ -75,12 +75,23 @@ func handWritten(ctx context.Context, url, dir string, d time.Duration, size int
 			sent++
 			inFlight++
 		}
+		select {
+		case wrote = <-child.written:
+			taken := sent // by the broker, and not yet in the file
+			if confirms {
+				taken -= inFlight
+			}
+			if taken > wrote {
+				maxBehind = max(maxBehind, taken-wrote)
+			}
+		default:
+		}
 	}
 	for confirms && inFlight > 0 {
 		<-acks
 		inFlight--
 	}
-	wrote, last, err := child.await(0, sent, 0)
+	wrote, last, err := child.await(wrote, sent, 0)
 	if err != nil {
 		return result{}, err
 	}
@@ -89,7 +100,7 @@ func handWritten(ctx context.Context, url, dir string, d time.Duration, size int
 		name = "(e') hand-written, no confirms"
 	}
 	return result{name: name, records: wrote, elapsed: last.Sub(start), lost: int64(sent) - int64(wrote),
-		sinkCPU: cpuSeconds(child.cmd.Process.Pid) / last.Sub(start).Seconds(), sinkRSS: peakRSS(child.cmd.Process.Pid), pubRSS: peakRSS(os.Getpid())}, nil
+		sinkCPU: cpuSeconds(child.cmd.Process.Pid) / last.Sub(start).Seconds(), sinkRSS: peakRSS(child.cmd.Process.Pid), pubRSS: peakRSS(os.Getpid()), maxBehind: maxBehind}, nil
 }
 
 // bareConsumer is (e)'s consumer: it prints how many records it has
