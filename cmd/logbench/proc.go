@@ -123,8 +123,10 @@ func dirBytes(dir string) int64 {
 	return n
 }
 
-// diskPeak samples the growth of dir's size every 100ms until stop, and
-// returns the largest.
+// diskPeak samples dir's size every 100ms until stop, and returns its
+// largest growth. Growth counts from the smallest size seen before it, not
+// from the first: the broker may still be deleting an earlier scenario's
+// queue files as this one starts, which would hide this one's.
 func diskPeak(dir string, stop <-chan struct{}) <-chan int64 {
 	peak := make(chan int64, 1)
 	go func() {
@@ -132,7 +134,9 @@ func diskPeak(dir string, stop <-chan struct{}) <-chan int64 {
 		t := time.NewTicker(100 * time.Millisecond)
 		defer t.Stop()
 		for {
-			most = max(most, dirBytes(dir)-base)
+			size := dirBytes(dir)
+			base = min(base, size)
+			most = max(most, size-base)
 			select {
 			case <-stop:
 				peak <- most
